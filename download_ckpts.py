@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Fetch the official EDTalk checkpoints from Hugging Face into ckpts/ and check them by loading.
+
+    python download_ckpts.py                 # download what is missing, then verify everything
+    python download_ckpts.py --check         # only verify the files already in ckpts/
+    python download_ckpts.py --force         # download again even if present
+
+Without network access it says in one line what to download by hand and where to put it.
+"""
+
+import argparse
+import fnmatch
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+from edtalk.checkpoints import (
+    CHECKPOINTS,
+    EXPRESSION_DIR,
+    EXPRESSIONS,
+    FULL,
+    HF_REPO,
+    HF_URL,
+    LIP_POSE,
+    load_audio2lip,
+    load_expression_weights,
+    load_generator,
+)
+from edtalk.errors import EDTalkError
+
+MANUAL = (
+    f"download {', '.join(CHECKPOINTS)} and {EXPRESSION_DIR}/*.npy by hand from {HF_URL} "
+    "and put them in {ckpt_dir}/ (layout in ckpts/README.md)"
+)
+
+
+def wanted_files(repo_files: list[str]) -> dict[str, str]:
+    """Map repository paths to local paths (relative to the checkpoint folder) for the files we use."""
+    out = {}
+    for path in repo_files:
+        name = path.rsplit("/", 1)[-1]
+        if name in CHECKPOINTS:
+            out[path] = name
+        elif fnmatch.fnmatch(path, f"*{EXPRESSION_DIR}/*.npy"):
+            out[path] = f"{EXPRESSION_DIR}/{name}"
+    return out
+
+
+def check_reachable(host: str = "huggingface.co") -> None:
+    """Fail fast (instead of the hub client's minute of retries) when the host name does not resolve."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        raise ConnectionError("HF_HUB_OFFLINE is set")
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return  # a proxy resolves names for us
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as exc:
+        raise ConnectionError(f"{host}: {exc.strerror or exc}") from None
+
+
+def download(ckpt_dir: Path, force: bool) -> None:
+    """Download the missing files; raises when the hub is unreachable."""
+    check_reachable()
+    from huggingface_hub import hf_hub_download, list_repo_files
+    from huggingface_hub.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+    files = wanted_files(list_repo_files(HF_REPO))
+    if not files:
+        raise RuntimeError(f"no EDTalk checkpoints found in {HF_URL}")
+    with tempfile.TemporaryDirectory(dir=ckpt_dir, prefix=".download-") as tmp:
+        for repo_path, local in sorted(files.items()):
+            target = ckpt_dir / local
+            if target.exists() and not force:
+                continue
+            print(f"downloading {repo_path} -> {target}")
+            fetched = Path(hf_hub_download(HF_REPO, repo_path, local_dir=tmp))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(fetched), target)  # whole file only: never a half-written checkpoint
+
+
+def verify(ckpt_dir: Path) -> list[str]:
+    """Load every checkpoint; print one line per file; return the problems found."""
+    problems = []
+    checks = [
+        ("EDTalk.pt", lambda p: load_generator(p, kind=FULL)),
+        ("EDTalk_lip_pose.pt", lambda p: load_generator(p, kind=LIP_POSE)),
+        ("Audio2Lip.pt", load_audio2lip),
+    ]
+    for name, load in checks:
+        path = ckpt_dir / name
+        try:
+            load(path)
+            print(f"  ok       {path} ({path.stat().st_size / 2**20:.0f} MB): {CHECKPOINTS[name]}")
+        except EDTalkError as exc:
+            print(f"  problem  {exc}")
+            problems.append(str(exc))
+    try:
+        found = load_expression_weights(ckpt_dir / EXPRESSION_DIR)
+        missing = [e for e in EXPRESSIONS if e not in found]
+        print(f"  ok       {ckpt_dir / EXPRESSION_DIR}: {', '.join(found) or 'no files'}")
+        if missing:
+            problems.append(f"missing expression weights: {', '.join(missing)}")
+            print(f"  problem  missing expression weights: {', '.join(missing)}")
+    except EDTalkError as exc:
+        print(f"  problem  {exc}")
+        problems.append(str(exc))
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt_dir", default="ckpts", help="where the checkpoints go (default: ckpts)")
+    parser.add_argument("--check", action="store_true", help="only verify the files already there")
+    parser.add_argument("--force", action="store_true", help="download even the files already present")
+    args = parser.parse_args(argv)
+    ckpt_dir = Path(args.ckpt_dir)
+    if not args.check:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            download(ckpt_dir, args.force)
+        except Exception as exc:  # any hub/network failure ends in the same one-line instruction
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+            print(f"Cannot reach Hugging Face ({reason}): " + MANUAL.format(ckpt_dir=ckpt_dir), file=sys.stderr)
+            return 1
+    print(f"Checking {ckpt_dir}/:")
+    problems = verify(ckpt_dir)
+    print("all checkpoints load" if not problems else f"{len(problems)} problem(s); " + MANUAL.format(ckpt_dir=ckpt_dir))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

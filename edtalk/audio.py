@@ -1,0 +1,143 @@
+"""Audio front end: any audio file -> 16 kHz mono -> Wav2Lip mel spectrogram -> per-frame windows.
+
+Matches the official EDTalk/Wav2Lip `hparams` pipeline: pre-emphasis, STFT with reflect padding,
+Slaney mel filter bank, dB with a -100 dB floor and symmetric normalisation to [-4, 4]. One mel
+window of 16 frames (200 ms) per output video frame, centred on that frame.
+"""
+
+import math
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import librosa
+import numpy as np
+import scipy.signal
+import soundfile
+
+from .errors import AudioError
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """The official `hparams.py` values."""
+
+    sample_rate: int = 16000  # Hz
+    n_fft: int = 800
+    hop_size: int = 200  # 12.5 ms: 80 mel frames per second
+    win_size: int = 800  # 50 ms
+    num_mels: int = 80
+    fmin: float = 55.0
+    fmax: float = 7600.0
+    preemphasis: float = 0.97
+    min_level_db: float = -100.0
+    ref_level_db: float = 20.0
+    max_abs_value: float = 4.0  # symmetric normalisation to [-4, 4]
+    window_frames: int = 16  # mel frames per video-frame window (200 ms)
+
+    @property
+    def mel_fps(self) -> float:
+        return self.sample_rate / self.hop_size
+
+
+DEFAULT = AudioConfig()
+
+
+def _decode_with_ffmpeg(path: Path, out_wav: Path) -> None:
+    """Decode any container/codec ffmpeg knows (m4a, aac, mp4, webm, ...) to float WAV."""
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-i", str(path), "-vn"]
+    cmd += ["-acodec", "pcm_f32le", str(out_wav)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0 or not out_wav.exists():
+        reason = (result.stderr.strip().splitlines() or ["no audio stream"])[-1]
+        raise AudioError(f"cannot read audio from {path}: {reason}")
+
+
+def _read(path: Path) -> tuple[np.ndarray, int]:
+    """(samples, channels) float32 and the sample rate; soundfile first, ffmpeg for other formats."""
+    try:
+        return soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError):
+        pass
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "decoded.wav"
+        _decode_with_ffmpeg(path, wav)
+        return soundfile.read(str(wav), dtype="float32", always_2d=True)
+
+
+def load_wav(path: str | Path, sample_rate: int = DEFAULT.sample_rate) -> np.ndarray:
+    """Load any audio file as mono float32 at `sample_rate` (channels averaged, soxr resampling).
+
+    For 16-bit PCM WAV at 16 kHz this is exactly the official `librosa.load(path, sr=16000)`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"audio file not found: {path}")
+    data, sr = _read(path)
+    if data.size == 0:
+        raise AudioError(f"audio file {path} contains no samples")
+    wav = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if sr != sample_rate:
+        wav = librosa.resample(wav, orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq")
+    return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+def frame_count(num_samples: int, fps: float = 25.0, sample_rate: int = DEFAULT.sample_rate) -> int:
+    """Number of video frames the audio covers: int(samples / (sample_rate / fps))."""
+    return int(num_samples / (sample_rate / fps))
+
+
+def melspectrogram(wav: np.ndarray, cfg: AudioConfig = DEFAULT) -> np.ndarray:
+    """Normalised log-mel spectrogram (n_mel_frames, num_mels), float64, values in [-4, 4]."""
+    emphasised = scipy.signal.lfilter([1, -cfg.preemphasis], [1], wav)
+    spec = np.abs(
+        librosa.stft(
+            y=emphasised, n_fft=cfg.n_fft, hop_length=cfg.hop_size, win_length=cfg.win_size, pad_mode="reflect"
+        )
+    )
+    mel_basis = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.num_mels, fmin=cfg.fmin, fmax=cfg.fmax)
+    floor = np.exp(cfg.min_level_db / 20 * np.log(10))
+    db = 20 * np.log10(np.maximum(floor, mel_basis @ spec)) - cfg.ref_level_db
+    scaled = (2 * cfg.max_abs_value) * ((db - cfg.min_level_db) / (-cfg.min_level_db)) - cfg.max_abs_value
+    return np.clip(scaled, -cfg.max_abs_value, cfg.max_abs_value).T
+
+
+def window_start(frame: int, fps: float = 25.0, cfg: AudioConfig = DEFAULT) -> int:
+    """First mel frame of video frame `frame`'s window, truncated toward zero (may be negative).
+
+    The window spans `window_frames` mel frames centred on the video frame. At 25 fps this is the
+    official int(80 * ((frame - 2) / 25)).
+    """
+    if fps == 25.0 and cfg.mel_fps == 80.0:
+        return int(80.0 * ((frame - 2) / 25.0))
+    return math.trunc(cfg.mel_fps * (frame + 0.5) / fps - cfg.window_frames / 2)
+
+
+def windows_from_mel(mel: np.ndarray, num_frames: int, fps: float = 25.0, cfg: AudioConfig = DEFAULT) -> np.ndarray:
+    """Cut one (1, num_mels, window_frames) window per video frame: -> (num_frames, 1, 80, 16) float32.
+
+    Indices past either end of the spectrogram repeat its first/last frame.
+    """
+    starts = np.array([window_start(i, fps, cfg) for i in range(num_frames)], dtype=np.int64)
+    idx = np.clip(starts[:, None] + np.arange(cfg.window_frames)[None, :], 0, len(mel) - 1)
+    windows = mel[idx].transpose(0, 2, 1)  # (T, num_mels, window_frames)
+    return np.ascontiguousarray(windows[:, None].astype(np.float32))
+
+
+def mel_windows(wav_path: str | Path, fps: float = 25.0, cfg: AudioConfig = DEFAULT) -> np.ndarray:
+    """Audio file -> (T, 1, 80, 16) float32 mel windows, one per output video frame at `fps`.
+
+    T = int(samples / (16000 / fps)); raises AudioError if the audio is shorter than one frame.
+    """
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    wav = load_wav(wav_path, cfg.sample_rate)
+    num_frames = frame_count(len(wav), fps, cfg.sample_rate)
+    if num_frames == 0:
+        duration = len(wav) / cfg.sample_rate
+        raise AudioError(f"audio {wav_path} lasts {duration:.3f} s, shorter than one video frame at {fps:g} fps")
+    wav = wav[: int(num_frames * cfg.sample_rate / fps)]
+    return windows_from_mel(melspectrogram(wav, cfg), num_frames, fps, cfg)

@@ -1,0 +1,178 @@
+"""Loading the official EDTalk checkpoints (and training checkpoints in the same format).
+
+Official containers: `EDTalk.pt` and `EDTalk_lip_pose.pt` hold {'gen': state_dict},
+`Audio2Lip.pt` holds {'audio2lip': state_dict}. Files are read with `weights_only=True`; a pickled
+`argparse.Namespace` (the official training scripts store one as 'args') is explicitly allowed.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from networks import Audio2Lip, Generator, GeneratorConfig
+
+from .device import resolve_device
+from .errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+HF_REPO = "tanhshuai0219/EDTalk"
+HF_URL = f"https://huggingface.co/{HF_REPO}"
+
+# File name -> what it is; used in messages and by download_ckpts.py.
+CHECKPOINTS = {
+    "EDTalk.pt": "full generator (mouth + pose + expression)",
+    "EDTalk_lip_pose.pt": "lip-pose generator (mouth + pose, no expression)",
+    "Audio2Lip.pt": "audio-to-mouth network",
+}
+EXPRESSIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
+EXPRESSION_DIR = "predefined_exp_weights"
+
+FULL, LIP_POSE = "full", "lip_pose"
+_KIND_FILE = {FULL: "EDTalk.pt", LIP_POSE: "EDTalk_lip_pose.pt"}
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+def where_to_get(name: str) -> str:
+    """One sentence telling the user how to obtain checkpoint file `name`."""
+    return (
+        f"get {name} with `python download_ckpts.py` or by hand from {HF_URL} "
+        f"(put it in ckpts/{name}; see ckpts/README.md)"
+    )
+
+
+def _read(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        hint = where_to_get(path.name) if path.name in CHECKPOINTS else "check the path"
+        raise CheckpointError(f"checkpoint not found: {path}; {hint}")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: not a PyTorch checkpoint, or a truncated download ({reason[:160]})"
+        ) from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint {path} is not an EDTalk checkpoint (a {type(data).__name__}, not a dict)")
+    return data
+
+
+def _strip_prefixes(state: dict) -> dict:
+    """Remove DataParallel / torch.compile prefixes from state-dict keys."""
+    out = {}
+    for key, value in state.items():
+        for prefix in _PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+        out[key] = value
+    return out
+
+
+def _state_dict(data: dict, entry: str, path: Path, expected: str) -> dict:
+    if entry not in data:
+        found = "an Audio2Lip checkpoint" if "audio2lip" in data else "a generator checkpoint" if "gen" in data else None
+        what = found or f"a file with entries {sorted(map(str, data))[:6]}"
+        raise CheckpointError(f"{path} is {what}, but {expected} was expected")
+    return _strip_prefixes(data[entry])
+
+
+def generator_kind(state: dict) -> str:
+    """'full' if the state dict has the expression bank, else 'lip_pose'."""
+    return FULL if "direction_exp.weight" in state else LIP_POSE
+
+
+def _generator_config(state: dict, path: Path) -> GeneratorConfig:
+    """Sizes read from tensor shapes (lip_fc.2.weight is (20, 512), ...)."""
+    try:
+        style = state["fc.0.weight"].shape[0]
+        lip = state["lip_fc.2.weight"].shape[0]
+        pose = state["pose_fc.2.weight"].shape[0]
+    except KeyError as exc:
+        raise CheckpointError(f"{path} is not an EDTalk generator checkpoint (no {exc.args[0]})") from None
+    exp = state["exp_fc.2.weight"].shape[0] if "exp_fc.2.weight" in state else 0
+    return GeneratorConfig(style_dim=style, lip_dim=lip, pose_dim=pose, exp_dim=exp)
+
+
+def _load_strict(module: torch.nn.Module, state: dict, path: Path) -> None:
+    result = module.load_state_dict(state, strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"{len(result.missing_keys)} missing keys (e.g. {result.missing_keys[0]})")
+    if result.unexpected_keys:
+        problems.append(f"{len(result.unexpected_keys)} unexpected keys (e.g. {result.unexpected_keys[0]})")
+    if problems:
+        raise CheckpointError(f"{path} does not match the network: {'; '.join(problems)}")
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu", kind: str | None = None) -> Generator:
+    """Load EDTalk.pt (full) or EDTalk_lip_pose.pt (lip-pose) as a Generator in eval mode.
+
+    The kind is told apart from the keys. With `kind` ('full' or 'lip_pose') a checkpoint of the
+    other kind raises CheckpointError saying which file the mode needs.
+    """
+    path = Path(path)
+    state = _state_dict(_read(path), "gen", path, "a generator checkpoint ('gen' entry)")
+    found = generator_kind(state)
+    if kind is not None and found != kind:
+        need = {FULL: "the full generator EDTalk.pt (expression control)", LIP_POSE: "the lip-pose generator EDTalk_lip_pose.pt"}
+        raise CheckpointError(
+            f"{path} holds the {'full' if found == FULL else 'lip-pose'} generator, but this mode needs {need[kind]}"
+        )
+    config = _generator_config(state, path)
+    gen = Generator(config)
+    try:
+        _load_strict(gen, state, path)
+    except RuntimeError as exc:  # shape mismatch
+        raise CheckpointError(f"{path} does not match the network: {str(exc).splitlines()[-1].strip()}") from None
+    log.info("loaded %s generator from %s", found, path)
+    return gen.to(resolve_device(device)).eval()
+
+
+def load_audio2lip(path: str | Path, device: str | torch.device = "cpu") -> Audio2Lip:
+    """Load Audio2Lip.pt as an Audio2Lip network in eval mode."""
+    path = Path(path)
+    state = _state_dict(_read(path), "audio2lip", path, "an Audio2Lip checkpoint ('audio2lip' entry)")
+    model = Audio2Lip(lip_dim=state["mapping.weight"].shape[0] if "mapping.weight" in state else 20)
+    try:
+        _load_strict(model, state, path)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not match the network: {str(exc).splitlines()[-1].strip()}") from None
+    return model.to(resolve_device(device)).eval()
+
+
+def load_expression_weight(path: str | Path, exp_dim: int = 10) -> torch.Tensor:
+    """One predefined expression `.npy` file -> (1, exp_dim) float32 tensor."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"expression weights not found: {path}; {where_to_get(EXPRESSION_DIR + '/' + path.name)}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise CheckpointError(f"cannot read expression weights {path}: {exc}") from None
+    if arr.size != exp_dim:
+        raise CheckpointError(f"expression weights {path} have shape {arr.shape}, expected (1, {exp_dim})")
+    return torch.from_numpy(np.asarray(arr, dtype=np.float32).reshape(1, exp_dim))
+
+
+def load_expression_weights(folder: str | Path, names: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+    """Predefined emotions from a folder of `<name>.npy` files -> {name: (1, 10) tensor}.
+
+    names=None loads every `.npy` in the folder (the official set: angry, contempt, disgusted, fear,
+    happy, neutral, sad, surprised). Asking for a name that is not there raises CheckpointError
+    listing the available ones.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"expression weight folder not found: {folder}; {where_to_get(EXPRESSION_DIR + '/')}")
+    available = sorted(p.stem for p in folder.glob("*.npy"))
+    for name in names or ():
+        if name not in available:
+            raise CheckpointError(
+                f"no expression '{name}' in {folder}; available: {', '.join(available) or 'none'}"
+            )
+    return {name: load_expression_weight(folder / f"{name}.npy") for name in (names or available)}

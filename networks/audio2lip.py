@@ -1,0 +1,89 @@
+"""Audio-to-Mouth network: Wav2Lip's audio encoder + a linear map to the 20 mouth coefficients."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# (in, out, kernel, stride, padding, residual) of the 13 encoder blocks (keys `audio_encoder.N`).
+AUDIO_ENCODER_BLOCKS = (
+    (1, 32, 3, 1, 1, False),
+    (32, 32, 3, 1, 1, True),
+    (32, 32, 3, 1, 1, True),
+    (32, 64, 3, (3, 1), 1, False),
+    (64, 64, 3, 1, 1, True),
+    (64, 64, 3, 1, 1, True),
+    (64, 128, 3, 3, 1, False),
+    (128, 128, 3, 1, 1, True),
+    (128, 128, 3, 1, 1, True),
+    (128, 256, 3, (3, 2), 1, False),
+    (256, 256, 3, 1, 1, True),
+    (256, 512, 3, 1, 0, False),
+    (512, 512, 1, 1, 0, False),
+)
+
+
+class ConvBlock(nn.Module):
+    """Conv2d + BatchNorm2d (+ residual input) + ReLU; the residual is added before the ReLU."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride, padding: int, residual: bool = False):
+        super().__init__()
+        self.conv_block = nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, padding), nn.BatchNorm2d(cout))
+        self.residual = residual
+
+    def forward(self, x):
+        out = self.conv_block(x)
+        if self.residual:
+            out = out + x
+        return F.relu(out)
+
+
+def gaussian_kernel(size: int = 3, sigma: float = 1.0) -> torch.Tensor:
+    """Normalised 1-D Gaussian (size,), computed in float64 and returned as float32."""
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    return (k / k.sum()).float()
+
+
+def smooth_coefficients(coefs: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Smooth each coefficient track along time with zero padding: (T, C) -> (T, C).
+
+    Edge frames are pulled toward 0 by the zero padding, as in the official code.
+    """
+    c = coefs.shape[1]
+    weight = kernel.to(coefs)[None, None].expand(c, 1, -1)
+    out = F.conv1d(coefs.t()[None], weight, padding=kernel.shape[0] // 2, groups=c)
+    return out[0].t()
+
+
+class Audio2Lip(nn.Module):
+    """Mel windows (T, 1, 80, 16) -> mouth coefficients (T, 20)."""
+
+    def __init__(self, lip_dim: int = 20, smoothing_size: int = 3, smoothing_sigma: float = 1.0):
+        super().__init__()
+        self.audio_encoder = nn.Sequential(*(ConvBlock(*spec) for spec in AUDIO_ENCODER_BLOCKS))
+        self.mapping = nn.Linear(512, lip_dim)
+        self.smoothing_size = smoothing_size
+        self.smoothing_sigma = smoothing_sigma
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """Raw coefficients: (T, 1, 80, 16) -> (T, lip_dim), or (B, T, 1, 80, 16) -> (B, T, lip_dim)."""
+        lead = windows.shape[:-3]
+        feats = self.audio_encoder(windows.reshape(-1, *windows.shape[-3:]))
+        return self.mapping(feats.flatten(1)).reshape(*lead, -1)
+
+    @torch.no_grad()
+    def predict(self, windows: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+        """Smoothed coefficients for one clip, as the demos use them: (T, 1, 80, 16) -> (T, lip_dim).
+
+        Windows are encoded `chunk` at a time (exact in eval mode), so memory does not grow with the
+        clip's length beyond the (T, lip_dim) result.
+        """
+        if self.training:
+            raise RuntimeError("Audio2Lip.predict needs eval mode (BatchNorm running statistics)")
+        if windows.dim() != 4 or tuple(windows.shape[1:]) != (1, 80, 16):
+            raise ValueError(f"mel windows must be (T, 1, 80, 16), got {tuple(windows.shape)}")
+        steps = max(1, math.ceil(windows.shape[0] / chunk))
+        raw = torch.cat([self(part) for part in windows.chunk(steps)])
+        return smooth_coefficients(raw, gaussian_kernel(self.smoothing_size, self.smoothing_sigma))

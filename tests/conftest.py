@@ -1,0 +1,73 @@
+"""Shared fixtures: the reference folder, synthetic official-format weights (made once, cached)."""
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "reference"
+PARITY = REFERENCE / "parity"
+MEDIA = REFERENCE / "media"
+WEIGHTS_CACHE = ROOT / ".cache" / "test_weights"
+
+
+def _weights_stamp() -> str:
+    """Hash of the generator script and tables: regenerate the cached weights when they change."""
+    h = hashlib.sha256()
+    for path in [PARITY / "make_weights.py", *sorted(REFERENCE.glob("*_state_dict.tsv"))]:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def synthetic_ckpts() -> Path:
+    """Folder with synthetic EDTalk.pt, EDTalk_lip_pose.pt and Audio2Lip.pt (official format)."""
+    if not REFERENCE.is_dir():
+        pytest.fail(f"reference material missing: expected {REFERENCE} (the shared/ folder beside the repo)")
+    stamp = WEIGHTS_CACHE / f"stamp-{_weights_stamp()}"
+    if not stamp.exists():
+        WEIGHTS_CACHE.mkdir(parents=True, exist_ok=True)
+        for old in WEIGHTS_CACHE.glob("stamp-*"):
+            old.unlink()
+        cmd = [sys.executable, str(PARITY / "make_weights.py"), "--out", str(WEIGHTS_CACHE)]
+        subprocess.run(cmd, check=True, capture_output=True)
+        stamp.touch()
+    return WEIGHTS_CACHE
+
+
+@pytest.fixture(scope="session")
+def full_generator(synthetic_ckpts):
+    import edtalk
+
+    return edtalk.load_generator(synthetic_ckpts / "EDTalk.pt")
+
+
+@pytest.fixture(scope="session")
+def lip_pose_generator(synthetic_ckpts):
+    import edtalk
+
+    return edtalk.load_generator(synthetic_ckpts / "EDTalk_lip_pose.pt")
+
+
+@pytest.fixture(scope="session")
+def audio2lip(synthetic_ckpts):
+    import edtalk
+
+    return edtalk.load_audio2lip(synthetic_ckpts / "Audio2Lip.pt")
+
+
+def load_fixture(name: str) -> dict[str, torch.Tensor]:
+    """A parity .npz as float32 tensors (float16 images are cast unchanged, as the fixtures ask)."""
+    with np.load(PARITY / name) as data:
+        return {k: torch.from_numpy(np.asarray(data[k], dtype=np.float32)) for k in data.files}
+
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    with torch.no_grad():
+        yield
