@@ -1,0 +1,110 @@
+"""Audio front end and Audio2Lip against the official pipeline (audio_ref.npz), plus other formats."""
+
+import subprocess
+
+import imageio_ffmpeg
+import librosa
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from edtalk import AudioError, audio
+from networks import gaussian_kernel
+
+from .conftest import MEDIA, PARITY
+
+SPEECH = MEDIA / "speech_16k.wav"
+
+
+@pytest.fixture(scope="module")
+def ref():
+    with np.load(PARITY / "audio_ref.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def test_load_wav_matches_official(ref):
+    wav = audio.load_wav(SPEECH)
+    assert wav.dtype == np.float32
+    np.testing.assert_array_equal(wav, ref["wav_float32_loaded"])
+    np.testing.assert_array_equal(wav, ref["wav_int16"].astype(np.float32) / 32768)
+
+
+def test_mel_and_windows_are_bit_exact(ref):
+    wav = audio.load_wav(SPEECH)
+    t = audio.frame_count(len(wav))
+    assert t == 85
+    mel = audio.melspectrogram(wav[: t * 640])
+    np.testing.assert_array_equal(mel.astype(np.float32), ref["orig_mel"])
+    windows = audio.mel_windows(SPEECH, fps=25)
+    assert windows.dtype == np.float32 and windows.shape == (85, 1, 80, 16)
+    np.testing.assert_array_equal(windows, ref["mel_windows"])
+
+
+def test_window_start_is_the_official_formula_at_25fps():
+    assert [audio.window_start(i) for i in range(4)] == [-6, -3, 0, 3]
+    assert all(audio.window_start(i) == int(80.0 * ((i - 2) / 25.0)) for i in range(0, 50000, 7))
+
+
+def test_other_frame_rates_centre_the_window():
+    windows = audio.mel_windows(SPEECH, fps=30)
+    assert windows.shape == (int(55016 / (16000 / 30)), 1, 80, 16)
+    mel = audio.melspectrogram(audio.load_wav(SPEECH)[: int(len(windows) * 16000 / 30)]).astype(np.float32)
+    i = 40  # frame 40 at 30 fps is centred at 1.35 s = mel frame 108; its window is 100..115
+    assert audio.window_start(i, fps=30) == 100
+    np.testing.assert_array_equal(windows[i, 0], mel[100:116].T)
+
+
+def test_audio2lip_matches_official(audio2lip, ref):
+    windows = torch.from_numpy(ref["mel_windows"])
+    raw = audio2lip(windows)
+    assert raw.shape == (85, 20)
+    np.testing.assert_allclose(raw.numpy(), ref["audio2lip_raw"], atol=5e-5, rtol=0)
+    smoothed = audio2lip.predict(windows, chunk=16)  # chunked encoding is exact in eval mode
+    np.testing.assert_allclose(smoothed.numpy(), ref["audio2lip_smoothed"], atol=5e-5, rtol=0)
+    np.testing.assert_array_equal(gaussian_kernel(3, 1.0).numpy(), ref["smoothing_kernel"].astype(np.float32))
+
+
+def test_audio2lip_rejects_wrong_window_shape(audio2lip):
+    with pytest.raises(ValueError, match=r"mel windows must be \(T, 1, 80, 16\)"):
+        audio2lip.predict(torch.zeros(5, 80, 16))
+
+
+# ---- any format, any sample rate -----------------------------------------------------------------
+
+
+def test_resampled_stereo_file_gives_nearly_the_same_windows(tmp_path, ref):
+    wav = audio.load_wav(SPEECH)
+    stereo = np.stack([wav, wav], axis=1)
+    path = tmp_path / "speech_44k_stereo.flac"
+    soundfile.write(path, librosa.resample(stereo.T, orig_sr=16000, target_sr=44100).T, 44100)
+    windows = audio.mel_windows(path)
+    assert windows.shape == (85, 1, 80, 16)
+    assert np.abs(windows - ref["mel_windows"]).mean() < 0.01
+
+
+def test_compressed_audio_through_ffmpeg(tmp_path, ref):
+    path = tmp_path / "speech.m4a"
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(SPEECH), "-c:a", "aac", "-b:a", "128k", str(path)]
+    subprocess.run(cmd, check=True)
+    windows = audio.mel_windows(path)
+    assert abs(len(windows) - 85) <= 1
+    n = min(len(windows), 85)
+    assert np.abs(windows[:n] - ref["mel_windows"][:n]).mean() < 0.2  # a one-frame shift gives 0.87
+
+
+def test_bad_audio_files(tmp_path):
+    with pytest.raises(AudioError, match=r"audio file not found: .*nope.wav"):
+        audio.mel_windows(tmp_path / "nope.wav")
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_text("this is not audio")
+    with pytest.raises(AudioError, match=r"cannot read audio from .*garbage.wav"):
+        audio.mel_windows(garbage)
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    with pytest.raises(AudioError, match=r"empty.wav contains no samples"):
+        audio.mel_windows(empty)
+    short = tmp_path / "short.wav"
+    soundfile.write(short, np.zeros(300, dtype=np.float32), 16000)
+    with pytest.raises(AudioError, match=r"short.wav lasts 0.019 s, shorter than one video frame at 25 fps"):
+        audio.mel_windows(short)
