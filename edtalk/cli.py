@@ -1,0 +1,54 @@
+"""What the demo scripts share: the common flags, and running a pipeline into an mp4 file."""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .errors import EDTalkError
+from .pipeline import TalkingHeadPipeline
+from .video_io import VideoWriter
+
+
+def parser(description: str, example: str, save_default: str) -> argparse.ArgumentParser:
+    """An argument parser with the flags every demo has; the demo adds its input flags."""
+    p = argparse.ArgumentParser(
+        description=description,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--source_path", default="test_data/astronaut.jpg", help="identity photo (any size; face found and aligned)")
+    p.add_argument("--save_path", default=save_default, help="output .mp4 (H.264 + AAC, 25 fps)")
+    p.add_argument("--ckpt_dir", default="ckpts", help="folder with the checkpoints (see ckpts/README.md)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--batch_size", type=int, default=8, help="frames generated per network call (default: 8)")
+    p.add_argument("--no_crop", action="store_true", help="inputs are already aligned 256x256 face crops")
+    p.add_argument("--paste_back", action="store_true", help="put the animated face back into the full original frame")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    return p
+
+
+def render_to_file(args: argparse.Namespace, model: str, **inputs) -> int:
+    """Render with a pipeline of `model` ('full' or 'lip_pose') into args.save_path; 0 on success.
+
+    User mistakes end with a one-line message on stderr and exit code 1; nothing is written then.
+    """
+    logging.basicConfig(format="%(message)s", level=logging.ERROR if args.quiet else logging.WARNING)
+    save_path = Path(args.save_path)
+    try:
+        if save_path.suffix.lower() != ".mp4":
+            raise EDTalkError(f"--save_path must end in .mp4, got {save_path}")
+        pipe = TalkingHeadPipeline(
+            args.ckpt_dir, model, args.device, args.batch_size, crop=not args.no_crop, progress=not args.quiet
+        )
+        result = pipe.render(args.source_path, paste_back=args.paste_back, **inputs)
+        with VideoWriter(save_path, fps=result.fps, audio_path=result.audio_path) as writer:
+            for frames in result.frames:
+                writer.write(frames)
+    except (EDTalkError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        h, w = result.size
+        print(f"wrote {save_path}: {writer.frames_written} frames ({writer.frames_written / result.fps:.2f} s), {w}x{h}")
+    return 0

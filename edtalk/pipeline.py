@@ -1,0 +1,341 @@
+"""Inference pipeline: load the networks once, then turn photos/videos and audio into frame streams.
+
+    pipe = TalkingHeadPipeline("ckpts", model="full", device="auto", batch_size=8)
+    result = pipe.render("photo.jpg", audio="speech.m4a", pose="head.mp4", exp_type="happy")
+    with VideoWriter("out.mp4", fps=result.fps, audio_path=result.audio_path) as writer:
+        for frames in result.frames:          # (b, H, W, 3) uint8 batches, produced lazily
+            writer.write(frames)
+
+`render` reads and checks every input before it returns (so a bad input fails before anything is
+written), reduces driving videos to motion coefficients (a few numbers per frame), and returns a
+lazy iterator: frames are generated batch by batch while they are consumed, so memory does not
+grow with the length of the clip. The pipeline reads files but never writes any.
+"""
+
+import itertools
+import logging
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from networks import Generator
+
+from . import audio as audio_io
+from .checkpoints import EXPRESSION_DIR, FULL, LIP_POSE, load_audio2lip, load_expression_weights, load_generator
+from .device import resolve_device
+from .errors import EDTalkError
+from .face_align import (
+    CROP_SIZE,
+    FaceAligner,
+    NoFaceError,
+    paste_back,
+    similarity_transform,
+    smooth_transforms,
+    warp,
+)
+from .video_io import has_audio_stream, is_image, iter_frames, read_image, to_uint8, video_duration
+
+log = logging.getLogger(__name__)
+
+FPS = 25.0
+MODEL_FILES = {FULL: "EDTalk.pt", LIP_POSE: "EDTalk_lip_pose.pt"}
+DETECTIONS_PER_CLIP = 32  # frames sampled to place one stable crop on a driving video
+SOURCE_DETECTION_STRIDE = 5  # every 5th frame of a re-dubbed source video is detected...
+SOURCE_SMOOTHING = 12.0  # ...and its crop smoothed with a Gaussian of 12 frames (0.5 s)
+
+
+def pingpong(i: np.ndarray | int, n: int) -> np.ndarray | int:
+    """Index into an n-frame clip played forwards, backwards, forwards... (turning frames repeated)."""
+    j = np.asarray(i) % (2 * n)
+    return np.where(j < n, j, 2 * n - 1 - j)
+
+
+def to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [-1, 1] on `device`."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    return x.permute(0, 3, 1, 2).float().div(255).sub(0.5).mul(2)
+
+
+class FrameStore:
+    """Frames of one size appended to a temporary file and read back by index (bounded RAM)."""
+
+    def __init__(self, folder: Path, name: str):
+        self._path = folder / f"{name}.raw"
+        self._file = open(self._path, "wb")
+        self._shape = None
+        self._count = 0
+        self._array = None
+
+    def append(self, frame: np.ndarray) -> None:
+        self._shape = frame.shape
+        self._file.write(np.ascontiguousarray(frame).tobytes())
+        self._count += 1
+
+    def finish(self) -> np.ndarray:
+        """The stored frames as a read-only (N, H, W, 3) array backed by the file."""
+        self._file.close()
+        self._array = np.memmap(self._path, np.uint8, "r", shape=(self._count, *self._shape))
+        return self._array
+
+
+@dataclass
+class Source:
+    """An identity source. crops: (N, 256, 256, 3) uint8 (N = 1 for a photo); matrices: N crop->frame
+    transforms; originals: the uncropped frames (for paste-back) or None."""
+
+    name: str
+    crops: np.ndarray
+    matrices: list[np.ndarray]
+    originals: np.ndarray | None
+    storage: tempfile.TemporaryDirectory | None = None  # backs video frames; removed with the Source
+
+    @property
+    def is_video(self) -> bool:
+        return len(self.crops) > 1
+
+
+@dataclass
+class Rendering:
+    """A lazily rendered clip: iterate `frames` for (b, H, W, 3) uint8 batches."""
+
+    frames: Iterator[np.ndarray]
+    num_frames: int
+    fps: float
+    size: tuple[int, int]  # (height, width)
+    audio_path: Path | None
+
+
+class TalkingHeadPipeline:
+    """Loads a generator (the full EDTalk or the lip-pose model) once and renders any number of clips.
+
+    ckpt_dir: folder with EDTalk.pt / EDTalk_lip_pose.pt / Audio2Lip.pt / predefined_exp_weights/.
+    crop: detect and align faces (False: inputs are already aligned crops, resized to 256 if needed).
+    """
+
+    def __init__(
+        self,
+        ckpt_dir: str | Path = "ckpts",
+        model: str = FULL,
+        device: str | torch.device = "auto",
+        batch_size: int = 8,
+        crop: bool = True,
+        progress: bool = True,
+    ):
+        if batch_size < 1:
+            raise EDTalkError(f"batch size must be at least 1, got {batch_size}")
+        self.ckpt_dir = Path(ckpt_dir)
+        self.device = resolve_device(device)
+        self.generator: Generator = load_generator(self.ckpt_dir / MODEL_FILES[model], self.device, kind=model)
+        self.batch_size = batch_size
+        self.aligner = FaceAligner() if crop else None
+        self.progress = progress
+        self._audio2lip = None
+
+    # ---- inputs ----------------------------------------------------------------------------------
+
+    def _crop_image(self, image: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(crop (256, 256, 3), crop->image matrix) for one image."""
+        if self.aligner is None:
+            h, w = image.shape[:2]
+            crop = image if (h, w) == (CROP_SIZE, CROP_SIZE) else cv2.resize(image, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
+            return crop, np.diag([w / CROP_SIZE, h / CROP_SIZE, 1.0])
+        face = self.aligner.align(image, name)
+        return face.crop, face.matrix
+
+    def _video_matrices(self, path: Path, sigma: float | None, limit: int | None) -> list[np.ndarray]:
+        """Crop matrices for the first `limit` (None: all) 25-fps frames of a video (one detection pass)."""
+        frames = int(video_duration(path) * FPS) if limit is None else limit
+        stride = SOURCE_DETECTION_STRIDE if sigma else max(1, frames // DETECTIONS_PER_CLIP)
+        found, count = {}, 0
+        for i, frame in enumerate(itertools.islice(iter_frames(path, FPS), limit)):
+            count += 1
+            if self.aligner is None:
+                if not found:
+                    found[0] = np.diag([frame.shape[1] / CROP_SIZE, frame.shape[0] / CROP_SIZE, 1.0])
+            elif i % stride == 0:
+                faces = self.aligner.landmarks(frame)
+                if faces:
+                    found[i] = similarity_transform(faces[0])
+        if not found:
+            raise NoFaceError(f"no face found in {path}")
+        return smooth_transforms(found, count, sigma)
+
+    def _video_crops(
+        self, path: Path, sigma: float | None = None, limit: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(frame, crop, matrix) for the first `limit` 25-fps frames; one stable crop (sigma None) or smoothed."""
+        matrices = self._video_matrices(path, sigma, limit)
+        for frame, matrix in zip(iter_frames(path, FPS), matrices):
+            if self.aligner is None and frame.shape[:2] != (CROP_SIZE, CROP_SIZE):
+                crop = cv2.resize(frame, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
+            else:
+                crop = warp(frame, matrix) if self.aligner is not None else frame
+            yield frame, crop, matrix
+
+    def load_source(self, path: str | Path, keep_original: bool = False) -> Source:
+        """A photo (one crop) or a video (one crop per 25-fps frame, for re-dubbing)."""
+        path = Path(path)
+        if is_image(path):
+            image = read_image(path)
+            crop, matrix = self._crop_image(image, str(path))
+            return Source(str(path), crop[None], [matrix], image[None] if keep_original else None)
+        storage = tempfile.TemporaryDirectory(prefix="edtalk-source-")
+        crops = FrameStore(Path(storage.name), "crops")
+        originals = FrameStore(Path(storage.name), "originals") if keep_original else None
+        matrices = []
+        for frame, crop, matrix in self._video_crops(path, SOURCE_SMOOTHING):
+            crops.append(crop)
+            matrices.append(matrix)
+            if originals is not None:
+                originals.append(frame)
+        return Source(str(path), crops.finish(), matrices, originals.finish() if originals else None, storage)
+
+    @property
+    def audio2lip(self):
+        if self._audio2lip is None:
+            self._audio2lip = load_audio2lip(self.ckpt_dir / "Audio2Lip.pt", self.device)
+        return self._audio2lip
+
+    def lip_from_audio(self, path: str | Path) -> torch.Tensor:
+        """(T, 20) smoothed mouth coefficients, one row per 25-fps output frame."""
+        windows = torch.from_numpy(audio_io.mel_windows(path, fps=FPS)).to(self.device)
+        with torch.inference_mode():
+            return self.audio2lip.predict(windows)
+
+    def driver_coefficients(
+        self, path: str | Path, parts: Sequence[str], limit: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Motion coefficients of a driving image or video: {part: (N, dim)}, N frames at 25 fps.
+
+        Only the first `limit` frames are read (an output of T frames never uses more of a driver,
+        even ping-ponged). Frames are cropped with one stable crop, encoded `batch_size` at a time
+        and reduced to coefficients, so a long driving video costs no memory.
+        """
+        path = Path(path)
+        if is_image(path):
+            crops = iter([self._crop_image(read_image(path), str(path))[0]])
+        else:
+            crops = (crop for _, crop, _ in self._video_crops(path, limit=limit))
+        out = {part: [] for part in parts}
+        with torch.inference_mode():
+            for batch in _batched(crops, self.batch_size):
+                h = self.generator.encode(to_tensor(np.stack(batch), self.device))
+                for part in parts:
+                    out[part].append(self.generator.coefficients(h, part))
+        return {part: torch.cat(chunks) for part, chunks in out.items()}
+
+    def expression_weight(self, name: str) -> torch.Tensor:
+        """(1, 10) coefficients of a predefined emotion from ckpt_dir/predefined_exp_weights."""
+        weights = load_expression_weights(self.ckpt_dir / EXPRESSION_DIR, (name,))
+        return weights[name].to(self.device)
+
+    # ---- rendering -------------------------------------------------------------------------------
+
+    def render(
+        self,
+        source: str | Path,
+        *,
+        audio: str | Path | None = None,
+        lip: str | Path | None = None,
+        pose: str | Path | None = None,
+        exp: str | Path | None = None,
+        exp_type: str | None = None,
+        paste_back: bool = False,
+    ) -> Rendering:
+        """Check and prepare every input, then return the clip as a lazy stream of frames.
+
+        source: a photo, or a video to re-dub (frame i animates source frame i, ping-ponged).
+        audio: drives the mouth (any format); with `lip` given it is only the soundtrack.
+        lip: a mouth-driving video (the output then has its length); pose / exp: a driving image or
+        video (ping-ponged when shorter than the output; None keeps the source's own pose /
+        expression); exp_type: a predefined emotion instead of `exp` (full model only).
+        paste_back: put the animated face back into the uncropped photo / video frames.
+        The output has one frame per 1/25 s of audio (or per lip-video frame), at 25 fps.
+        """
+        self._check_modes(audio, lip, exp, exp_type)
+        exp_weight = self.expression_weight(exp_type) if exp_type else None
+        lip_coefs = self.lip_from_audio(audio) if lip is None else None
+        if lip is not None and audio is not None:
+            audio_io.load_wav(audio)  # only muxed: fail now rather than after rendering
+        src = self.load_source(source, keep_original=paste_back)
+        if lip_coefs is None:  # the output has the mouth video's length: read the other drivers whole
+            drivers = self._all_driver_coefficients({"lip": lip, "pose": pose, "exp": exp}, limit=None)
+            lip_coefs = drivers["lip"]
+        else:
+            drivers = self._all_driver_coefficients({"pose": pose, "exp": exp}, limit=len(lip_coefs))
+        soundtrack = Path(audio) if audio is not None else (Path(lip) if has_audio_stream(lip) else None)
+        size = src.originals.shape[1:3] if paste_back else (CROP_SIZE, CROP_SIZE)
+        exp_coefs = drivers.get("exp", exp_weight)
+        frames = self._generate(src, lip_coefs, drivers.get("pose"), exp_coefs)
+        return Rendering(frames, len(lip_coefs), FPS, tuple(size), soundtrack)
+
+    def _check_modes(self, audio, lip, exp, exp_type) -> None:
+        if (exp is not None or exp_type) and not self.generator.has_expression:
+            raise EDTalkError(
+                "expression control (an expression reference or --exp_type) needs the full generator EDTalk.pt; "
+                "the lip-pose model keeps the source's expression"
+            )
+        if exp is not None and exp_type:
+            raise EDTalkError("give either an expression reference or a predefined expression type, not both")
+        if audio is None and lip is None:
+            raise EDTalkError("nothing drives the mouth: give an audio file or a mouth-driving video")
+
+    def _all_driver_coefficients(self, paths: dict, limit: int | None) -> dict[str, torch.Tensor]:
+        """Coefficients per part; a file that drives several parts is read and encoded once."""
+        by_file: dict[Path, list[str]] = {}
+        for part, path in paths.items():
+            if path is not None:
+                by_file.setdefault(Path(path).resolve(), []).append(part)
+        coefs = {}
+        for path, parts in by_file.items():
+            coefs.update(self.driver_coefficients(path, parts, limit))
+        return coefs
+
+    def _generate(
+        self, src: Source, lip: torch.Tensor, pose: torch.Tensor | None, exp: torch.Tensor | None
+    ) -> Iterator[np.ndarray]:
+        """Yield (b, H, W, 3) uint8 batches; source, pose and expression are indexed ping-pong."""
+        gen, total = self.generator, len(lip)
+        with torch.inference_mode():
+            shared = None if src.is_video else gen.encode_source(to_tensor(src.crops, self.device))
+        bar = tqdm(total=total, unit="frame", desc="rendering", disable=not self.progress)
+        try:
+            for start in range(0, total, self.batch_size):
+                idx = np.arange(start, min(total, start + self.batch_size))
+                src_idx = pingpong(idx, len(src.crops))
+                with torch.inference_mode():
+                    encoded = shared if shared is not None else gen.encode_source(to_tensor(src.crops[src_idx], self.device))
+                    out = gen.animate(encoded, lip[torch.as_tensor(idx, device=lip.device)], _pick(pose, idx), _pick(exp, idx))
+                frames = to_uint8(out)
+                if src.originals is not None:
+                    frames = np.stack(
+                        [paste_back(src.originals[j], f, src.matrices[j]) for j, f in zip(src_idx, frames)]
+                    )
+                bar.update(len(idx))
+                yield frames
+        finally:
+            bar.close()
+
+
+def _pick(coefs: torch.Tensor | None, idx: np.ndarray) -> torch.Tensor | None:
+    """Rows of a per-frame coefficient track for output frames `idx` (ping-pong); (1, dim) broadcasts."""
+    if coefs is None or len(coefs) == 1:
+        return coefs
+    return coefs[torch.as_tensor(pingpong(idx, len(coefs)), device=coefs.device)]
+
+
+def _batched(items: Iterator, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

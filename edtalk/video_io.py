@@ -1,0 +1,162 @@
+"""Reading images and videos, and writing H.264 + AAC mp4 files atomically.
+
+ffmpeg comes from the imageio-ffmpeg wheel (no system install). Frames are (H, W, 3) uint8 RGB.
+"""
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import EDTalkError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+
+
+class MediaError(EDTalkError):
+    """An image or video is missing, unreadable or empty."""
+
+
+def _require_file(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise MediaError(f"{what} not found: {path}")
+
+
+def is_image(path: str | Path) -> bool:
+    """True for still-image files (by extension); everything else is treated as a video."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Any still image -> (H, W, 3) uint8 RGB, EXIF orientation applied."""
+    path = Path(path)
+    _require_file(path, "image")
+    try:
+        with Image.open(path) as img:
+            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise MediaError(f"cannot read image {path}: {exc}") from None
+
+
+def iter_frames(path: str | Path, fps: float | None = 25.0) -> Iterator[np.ndarray]:
+    """Decode a video lazily as (H, W, 3) uint8 RGB frames, resampled to `fps` (None keeps the native rate).
+
+    Raises MediaError for a missing or unreadable file, or one without video frames.
+    """
+    path = Path(path)
+    _require_file(path, "video")
+    output_params = ["-vf", f"fps={fps}"] if fps else []
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path), output_params=output_params)
+        meta = next(reader)
+    except (OSError, RuntimeError, StopIteration) as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no video stream"
+        raise MediaError(f"cannot read video {path}: {reason[:200]}") from None
+    w, h = meta["size"]
+    count = 0
+    try:
+        for raw in reader:
+            count += 1
+            yield np.frombuffer(raw, np.uint8).reshape(h, w, 3)
+    finally:
+        reader.close()
+    if count == 0:
+        raise MediaError(f"video {path} has no frames")
+
+
+def video_duration(path: str | Path) -> float:
+    """Duration in seconds from the container metadata (0.0 if unknown)."""
+    path = Path(path)
+    _require_file(path, "video")
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path))
+        meta = next(reader)
+        reader.close()
+    except (OSError, RuntimeError, StopIteration) as exc:
+        raise MediaError(f"cannot read video {path}: {str(exc).strip()[:200]}") from None
+    return float(meta.get("duration") or 0.0)
+
+
+def has_audio_stream(path: str | Path) -> bool:
+    """True if ffmpeg finds an audio stream in the file."""
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    return re.search(r"Stream #\S+.*: Audio:", result.stderr) is not None
+
+
+def to_uint8(images) -> np.ndarray:
+    """(B, 3, H, W) tensor in [-1, 1] -> (B, H, W, 3) uint8, by clamping (no per-clip min-max rescaling)."""
+    x = images.detach().clamp(-1, 1).add(1).mul(127.5).round().to("cpu")
+    return x.byte().permute(0, 2, 3, 1).numpy()
+
+
+class VideoWriter:
+    """Writes an H.264 (yuv420p) mp4, optionally with an audio track re-encoded to AAC.
+
+    Frames go to a hidden temporary file next to `path`, renamed to `path` only when the video is
+    complete; on error the temporary file is deleted. Use as a context manager:
+
+        with VideoWriter("out.mp4", fps=25, audio_path="speech.wav") as writer:
+            writer.write(frames)  # (N, H, W, 3) or (H, W, 3) uint8
+    """
+
+    def __init__(self, path: str | Path, fps: float = 25.0, audio_path: str | Path | None = None, crf: int = 18):
+        self.path = Path(path)
+        self.fps = fps
+        self.audio_path = audio_path
+        self.crf = crf
+        self.frames_written = 0
+        self._tmp = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}.mp4")
+        self._pipe = None
+        self._size = None
+
+    def __enter__(self) -> "VideoWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def _start(self, height: int, width: int) -> None:
+        self._size = (height, width)
+        self._pipe = imageio_ffmpeg.write_frames(
+            str(self._tmp),
+            (width + width % 2, height + height % 2),
+            fps=self.fps,
+            codec="libx264",
+            pix_fmt_out="yuv420p",
+            quality=None,
+            macro_block_size=1,
+            ffmpeg_log_level="error",
+            output_params=["-crf", str(self.crf), "-movflags", "+faststart"],
+            audio_path=None if self.audio_path is None else str(self.audio_path),
+            audio_codec="aac",
+        )
+        self._pipe.send(None)
+
+    def write(self, frames: np.ndarray) -> None:
+        frames = frames[None] if frames.ndim == 3 else frames
+        if self._pipe is None:
+            self._start(*frames.shape[1:3])
+        if frames.shape[1:3] != self._size:
+            raise ValueError(f"frame size changed from {self._size} to {frames.shape[1:3]}")
+        h, w = self._size
+        if h % 2 or w % 2:  # yuv420p needs even sides: repeat the last row/column
+            frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        for frame in frames:
+            self._pipe.send(np.ascontiguousarray(frame))
+        self.frames_written += len(frames)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self._pipe is not None:
+                self._pipe.close()  # lets ffmpeg finish; on error the partial file is removed below
+            if exc_type is None:
+                if self.frames_written == 0:
+                    raise MediaError(f"no frames were rendered; {self.path} not written")
+                os.replace(self._tmp, self.path)
+        finally:
+            if self._tmp.exists():
+                self._tmp.unlink()
