@@ -58,7 +58,7 @@ def pingpong(i: np.ndarray | int, n: int) -> np.ndarray | int:
 
 def to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [-1, 1] on `device`."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    x = torch.from_numpy(np.require(frames, np.uint8, ["C", "W"])).to(device)
     return x.permute(0, 3, 1, 2).float().div(255).sub(0.5).mul(2)
 
 
@@ -264,11 +264,8 @@ class TalkingHeadPipeline:
         if lip is not None and audio is not None:
             audio_io.load_wav(audio)  # only muxed: fail now rather than after rendering
         src = self.load_source(source, keep_original=paste_back)
-        if lip_coefs is None:  # the output has the mouth video's length: read the other drivers whole
-            drivers = self._all_driver_coefficients({"lip": lip, "pose": pose, "exp": exp}, limit=None)
-            lip_coefs = drivers["lip"]
-        else:
-            drivers = self._all_driver_coefficients({"pose": pose, "exp": exp}, limit=len(lip_coefs))
+        drivers = self._all_driver_coefficients({"lip": lip, "pose": pose, "exp": exp}, lip_coefs)
+        lip_coefs = drivers.pop("lip", lip_coefs)
         soundtrack = Path(audio) if audio is not None else (Path(lip) if has_audio_stream(lip) else None)
         size = src.originals.shape[1:3] if paste_back else (CROP_SIZE, CROP_SIZE)
         exp_coefs = drivers.get("exp", exp_weight)
@@ -286,14 +283,19 @@ class TalkingHeadPipeline:
         if audio is None and lip is None:
             raise EDTalkError("nothing drives the mouth: give an audio file or a mouth-driving video")
 
-    def _all_driver_coefficients(self, paths: dict, limit: int | None) -> dict[str, torch.Tensor]:
-        """Coefficients per part; a file that drives several parts is read and encoded once."""
+    def _all_driver_coefficients(self, paths: dict, lip_coefs: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Coefficients per part; a file that drives several parts is read and encoded once.
+
+        The output length is that of `lip_coefs` (from audio) or else of the mouth video, which is
+        read first; other drivers are read only as far as the output can use them.
+        """
         by_file: dict[Path, list[str]] = {}
         for part, path in paths.items():
             if path is not None:
                 by_file.setdefault(Path(path).resolve(), []).append(part)
         coefs = {}
-        for path, parts in by_file.items():
+        for path, parts in sorted(by_file.items(), key=lambda item: "lip" not in item[1]):
+            limit = len(lip_coefs) if lip_coefs is not None else len(coefs["lip"]) if "lip" in coefs else None
             coefs.update(self.driver_coefficients(path, parts, limit))
         return coefs
 

@@ -43,20 +43,27 @@ def read_image(path: str | Path) -> np.ndarray:
         raise MediaError(f"cannot read image {path}: {exc}") from None
 
 
+def _open(path: Path, output_params: list[str]):
+    """Start decoding: (frame generator, metadata); MediaError for a missing or unreadable file."""
+    _require_file(path, "video")
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path), output_params=output_params)
+        return reader, next(reader)
+    except (OSError, RuntimeError, StopIteration) as exc:
+        kinds = stream_kinds(path)
+        if kinds and "Video" not in kinds:
+            raise MediaError(f"video {path} has no frames (it holds only {', '.join(sorted(kinds)).lower()})") from None
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no video stream"
+        raise MediaError(f"cannot read video {path}: {reason[:200]}") from None
+
+
 def iter_frames(path: str | Path, fps: float | None = 25.0) -> Iterator[np.ndarray]:
     """Decode a video lazily as (H, W, 3) uint8 RGB frames, resampled to `fps` (None keeps the native rate).
 
     Raises MediaError for a missing or unreadable file, or one without video frames.
     """
     path = Path(path)
-    _require_file(path, "video")
-    output_params = ["-vf", f"fps={fps}"] if fps else []
-    try:
-        reader = imageio_ffmpeg.read_frames(str(path), output_params=output_params)
-        meta = next(reader)
-    except (OSError, RuntimeError, StopIteration) as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no video stream"
-        raise MediaError(f"cannot read video {path}: {reason[:200]}") from None
+    reader, meta = _open(path, ["-vf", f"fps={fps}"] if fps else [])
     w, h = meta["size"]
     count = 0
     try:
@@ -71,22 +78,20 @@ def iter_frames(path: str | Path, fps: float | None = 25.0) -> Iterator[np.ndarr
 
 def video_duration(path: str | Path) -> float:
     """Duration in seconds from the container metadata (0.0 if unknown)."""
-    path = Path(path)
-    _require_file(path, "video")
-    try:
-        reader = imageio_ffmpeg.read_frames(str(path))
-        meta = next(reader)
-        reader.close()
-    except (OSError, RuntimeError, StopIteration) as exc:
-        raise MediaError(f"cannot read video {path}: {str(exc).strip()[:200]}") from None
+    reader, meta = _open(Path(path), [])
+    reader.close()
     return float(meta.get("duration") or 0.0)
 
 
-def has_audio_stream(path: str | Path) -> bool:
-    """True if ffmpeg finds an audio stream in the file."""
+def stream_kinds(path: str | Path) -> set[str]:
+    """The kinds of streams ffmpeg finds in a file: a subset of {'Video', 'Audio', 'Subtitle', 'Data'}."""
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
     result = subprocess.run(cmd, capture_output=True, text=True)
-    return re.search(r"Stream #\S+.*: Audio:", result.stderr) is not None
+    return set(re.findall(r"Stream #\S+.*?: (\w+):", result.stderr))
+
+
+def has_audio_stream(path: str | Path) -> bool:
+    return "Audio" in stream_kinds(path)
 
 
 def to_uint8(images) -> np.ndarray:

@@ -1,0 +1,170 @@
+"""End-to-end runs of the three demo scripts on real media with synthetic weights."""
+
+import re
+import subprocess
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import torch
+
+import demo_EDTalk_A
+import demo_EDTalk_V
+import demo_lip_pose
+import edtalk
+from edtalk.pipeline import to_tensor
+from edtalk.video_io import VideoWriter, iter_frames, read_image, to_uint8
+
+from .conftest import MEDIA, ROOT
+from .test_checkpoints import make_expression_folder
+
+SOURCE = MEDIA / "identity_source.jpg"
+POSE = MEDIA / "pose_source1.mp4"
+SPEECH = MEDIA / "speech_16k_e2e.wav"  # 0.49 s -> 12 frames at 25 fps
+PHOTO = ROOT / "test_data" / "astronaut.jpg"
+
+
+@pytest.fixture(scope="module")
+def ckpt_dir(tmp_path_factory, synthetic_ckpts):
+    folder = tmp_path_factory.mktemp("ckpts")
+    for name in edtalk.CHECKPOINTS:
+        (folder / name).symlink_to(synthetic_ckpts / name)
+    make_expression_folder(folder / "predefined_exp_weights")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory):
+    """The first 6 frames of the pose video, with no audio track."""
+    path = tmp_path_factory.mktemp("media") / "clip6.mp4"
+    with VideoWriter(path) as writer:
+        for _, frame in zip(range(6), iter_frames(POSE)):
+            writer.write(frame)
+    return path
+
+
+def probe(path):
+    """(frames, fps, (width, height), has_audio) of a written file."""
+    info = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    video = re.search(r"Video: h264.*?yuv420p.*?, (\d+)x(\d+).*?, ([\d.]+) fps", info)
+    assert video, info
+    frames = sum(1 for _ in iter_frames(path, fps=None))
+    return frames, float(video.group(3)), (int(video.group(1)), int(video.group(2))), "Audio: aac" in info
+
+
+def run(demo, *args, ckpt_dir):
+    return demo.main([*map(str, args), "--ckpt_dir", str(ckpt_dir), "--quiet"])
+
+
+def test_lip_pose_no_crop_matches_the_generator(tmp_path, ckpt_dir, lip_pose_generator, audio2lip):
+    out = tmp_path / "lp.mp4"
+    code = run(demo_lip_pose, "--source_path", SOURCE, "--audio_driving_path", SPEECH, "--pose_driving_path", POSE,
+               "--save_path", out, "--no_crop", "--batch_size", 5, ckpt_dir=ckpt_dir)
+    assert code == 0
+    assert probe(out) == (12, 25.0, (256, 256), True)
+
+    lip = audio2lip.predict(torch.from_numpy(edtalk.audio.mel_windows(SPEECH)))
+    pose = to_tensor(np.stack([f for _, f in zip(range(12), iter_frames(POSE))]), torch.device("cpu"))
+    expected = to_uint8(lip_pose_generator.animate(to_tensor(read_image(SOURCE)[None], torch.device("cpu")), lip, pose))
+    decoded = np.stack(list(iter_frames(out, fps=None)))
+    mse = np.mean((decoded.astype(float) - expected) ** 2)
+    psnr = 10 * np.log10(255**2 / mse)
+    assert psnr > 35, f"decoded frames differ from the generator's output: PSNR {psnr:.1f} dB"
+
+
+def test_audio_driven_full_model_on_an_uncropped_photo(tmp_path, ckpt_dir):
+    out = tmp_path / "a.mp4"
+    code = run(demo_EDTalk_A, "--source_path", PHOTO, "--audio_driving_path", SPEECH, "--pose_driving_path", POSE,
+               "--exp_type", "happy", "--save_path", out, "--paste_back", ckpt_dir=ckpt_dir)
+    assert code == 0
+    assert probe(out) == (12, 25.0, (512, 512), True)  # the original photo's size
+    first = next(iter_frames(out))
+    photo = read_image(PHOTO)
+    assert np.abs(first[:40, :40].astype(int) - photo[:40, :40]).mean() < 6  # background kept around the face
+
+
+def test_audio_driven_with_expression_video_and_still_head(tmp_path, ckpt_dir, short_clip):
+    out = tmp_path / "a2.mp4"
+    code = run(demo_EDTalk_A, "--source_path", SOURCE, "--audio_driving_path", SPEECH, "--exp_driving_path", short_clip,
+               "--save_path", out, "--no_crop", ckpt_dir=ckpt_dir)
+    assert code == 0
+    assert probe(out) == (12, 25.0, (256, 256), True)
+
+
+def test_video_driven_full_model(tmp_path, ckpt_dir, short_clip):
+    out = tmp_path / "v.mp4"
+    code = run(demo_EDTalk_V, "--source_path", SOURCE, "--lip_driving_path", short_clip, "--pose_driving_path", POSE,
+               "--exp_driving_path", SOURCE, "--audio_driving_path", SPEECH, "--save_path", out, ckpt_dir=ckpt_dir)
+    assert code == 0
+    assert probe(out) == (6, 25.0, (256, 256), True)  # length of the mouth video
+    silent = tmp_path / "v_silent.mp4"
+    code = run(demo_EDTalk_V, "--source_path", SOURCE, "--lip_driving_path", short_clip, "--save_path", silent,
+               "--no_crop", ckpt_dir=ckpt_dir)
+    assert code == 0
+    assert probe(silent) == (6, 25.0, (256, 256), False)  # no audio given, none in the mouth video
+
+
+def test_redub_a_video_with_paste_back(tmp_path, ckpt_dir, short_clip):
+    out = tmp_path / "redub.mp4"
+    code = run(demo_lip_pose, "--source_path", short_clip, "--audio_driving_path", SPEECH, "--save_path", out,
+               "--paste_back", ckpt_dir=ckpt_dir)
+    assert code == 0
+    assert probe(out) == (12, 25.0, (256, 256), True)  # 6 source frames ping-ponged to 12
+
+
+def test_mouth_from_video_in_the_lip_pose_model(tmp_path, ckpt_dir, short_clip):
+    out = tmp_path / "lpv.mp4"
+    code = run(demo_lip_pose, "--source_path", SOURCE, "--lip_driving_path", short_clip, "--audio_driving_path", SPEECH,
+               "--fix_pose", "--pose_driving_path", POSE, "--save_path", out, "--no_crop", ckpt_dir=ckpt_dir)
+    assert code == 0
+    assert probe(out) == (6, 25.0, (256, 256), True)
+
+
+# ---- bad inputs: one line, exit code 1, nothing written ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad")
+    blank = folder / "blank.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((200, 200, 3), 90, np.uint8)).save(blank)
+    (folder / "noise.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    (folder / "empty.mp4").write_bytes(b"")
+    audio_only = folder / "audio_only.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(SPEECH), "-c:a", "aac", str(audio_only)], check=True)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "demo, args, message",
+    [
+        (demo_lip_pose, ["--source_path", "{bad}/blank.png", "--audio_driving_path", SPEECH], r"no face found in .*blank.png"),
+        (demo_lip_pose, ["--source_path", SOURCE, "--audio_driving_path", "{bad}/noise.wav"], r"cannot read audio from .*noise.wav"),
+        (demo_lip_pose, ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--pose_driving_path", "{bad}/empty.mp4"],
+         r"cannot read video .*empty.mp4"),
+        (demo_EDTalk_V, ["--source_path", SOURCE, "--lip_driving_path", "{bad}/audio_only.mp4"],
+         r"video .*audio_only.mp4 has no frames"),
+        (demo_EDTalk_A, ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--exp_type", "joyful"],
+         r"no expression 'joyful' in .*; available: angry"),
+        (demo_EDTalk_A, ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--ckpt_dir", "{bad}/nowhere"],
+         r"checkpoint not found: .*EDTalk.pt; get EDTalk.pt with `python download_ckpts.py`"),
+        (demo_EDTalk_A, ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--ckpt_dir", "{lip_pose_as_full}"],
+         r"holds the lip-pose generator, but this mode needs the full generator EDTalk.pt"),
+        (demo_lip_pose, ["--source_path", "{bad}/missing.jpg", "--audio_driving_path", SPEECH], r"image not found: .*missing.jpg"),
+    ],
+)
+def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, capsys, ckpt_dir, synthetic_ckpts, bad_files, demo, args, message):
+    lip_pose_as_full = tmp_path / "swapped"
+    lip_pose_as_full.mkdir()
+    (lip_pose_as_full / "EDTalk.pt").symlink_to(synthetic_ckpts / "EDTalk_lip_pose.pt")
+    out = tmp_path / "out" / "result.mp4"
+    args = [str(a).format(bad=bad_files, lip_pose_as_full=lip_pose_as_full) for a in args]
+    argv = [*args, "--save_path", str(out), "--quiet"]
+    if "--ckpt_dir" not in args:
+        argv += ["--ckpt_dir", str(ckpt_dir)]
+    assert demo.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err
+    assert not out.parent.exists() or not any(out.parent.iterdir())
