@@ -11,17 +11,12 @@ EXAMPLE = (
     "python demo_lip_pose.py --source_path photo.jpg --audio_driving_path speech.wav "
     "--pose_driving_path head.mp4 --save_path res/out.mp4"
 )
+INPUTS = ["audio_driving_path", "pose_driving_path", "fix_pose", "lip_driving_path"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__, EXAMPLE, "res/demo_lip_pose.mp4")
-    p.add_argument("--audio_driving_path", default="test_data/speech.wav", help="speech (any audio format)")
-    p.add_argument("--pose_driving_path", help="head-pose video or image (default: the head stays still)")
-    p.add_argument("--fix_pose", action="store_true", help="keep the source's head pose (ignore --pose_driving_path)")
-    p.add_argument("--lip_driving_path", help="mouth-driving video instead of the audio (audio is then the soundtrack)")
-    args = p.parse_args(argv)
-    pose = None if args.fix_pose else args.pose_driving_path
-    return render_to_file(args, LIP_POSE, audio=args.audio_driving_path, lip=args.lip_driving_path, pose=pose)
+    args = parser(__doc__, EXAMPLE, "res/demo_lip_pose.mp4", INPUTS).parse_args(argv)
+    return render_to_file(args, LIP_POSE)
 
 
 if __name__ == "__main__":

@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     print(f"Checking {ckpt_dir}/:")
     problems = verify(ckpt_dir)
-    print("all checkpoints load" if not problems else f"{len(problems)} problem(s); " + MANUAL.format(ckpt_dir=ckpt_dir))
+    print(
+        "all checkpoints load" if not problems else f"{len(problems)} problem(s); " + MANUAL.format(ckpt_dir=ckpt_dir)
+    )
     return 1 if problems else 0
 
 

@@ -98,7 +98,9 @@ def melspectrogram(wav: np.ndarray, cfg: AudioConfig = DEFAULT) -> np.ndarray:
             y=emphasised, n_fft=cfg.n_fft, hop_length=cfg.hop_size, win_length=cfg.win_size, pad_mode="reflect"
         )
     )
-    mel_basis = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.num_mels, fmin=cfg.fmin, fmax=cfg.fmax)
+    mel_basis = librosa.filters.mel(
+        sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.num_mels, fmin=cfg.fmin, fmax=cfg.fmax
+    )
     floor = np.exp(cfg.min_level_db / 20 * np.log(10))
     db = 20 * np.log10(np.maximum(floor, mel_basis @ spec)) - cfg.ref_level_db
     scaled = (2 * cfg.max_abs_value) * ((db - cfg.min_level_db) / (-cfg.min_level_db)) - cfg.max_abs_value

@@ -75,7 +75,9 @@ def _strip_prefixes(state: dict) -> dict:
 
 def _state_dict(data: dict, entry: str, path: Path, expected: str) -> dict:
     if entry not in data:
-        found = "an Audio2Lip checkpoint" if "audio2lip" in data else "a generator checkpoint" if "gen" in data else None
+        found = (
+            "an Audio2Lip checkpoint" if "audio2lip" in data else "a generator checkpoint" if "gen" in data else None
+        )
         what = found or f"a file with entries {sorted(map(str, data))[:6]}"
         raise CheckpointError(f"{path} is {what}, but {expected} was expected")
     return _strip_prefixes(data[entry])
@@ -119,7 +121,10 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", kind: s
     state = _state_dict(_read(path), "gen", path, "a generator checkpoint ('gen' entry)")
     found = generator_kind(state)
     if kind is not None and found != kind:
-        need = {FULL: "the full generator EDTalk.pt (expression control)", LIP_POSE: "the lip-pose generator EDTalk_lip_pose.pt"}
+        need = {
+            FULL: "the full generator EDTalk.pt (expression control)",
+            LIP_POSE: "the lip-pose generator EDTalk_lip_pose.pt",
+        }
         raise CheckpointError(
             f"{path} holds the {'full' if found == FULL else 'lip-pose'} generator, but this mode needs {need[kind]}"
         )
@@ -172,7 +177,5 @@ def load_expression_weights(folder: str | Path, names: tuple[str, ...] | None = 
     available = sorted(p.stem for p in folder.glob("*.npy"))
     for name in names or ():
         if name not in available:
-            raise CheckpointError(
-                f"no expression '{name}' in {folder}; available: {', '.join(available) or 'none'}"
-            )
+            raise CheckpointError(f"no expression '{name}' in {folder}; available: {', '.join(available) or 'none'}")
     return {name: load_expression_weight(folder / f"{name}.npy") for name in (names or available)}

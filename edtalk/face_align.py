@@ -61,9 +61,7 @@ def params_matrix(params: np.ndarray) -> np.ndarray:
     return np.array([[c, -n, tx], [n, c, ty], [0.0, 0.0, 1.0]])
 
 
-def smooth_transforms(
-    sampled: dict[int, np.ndarray], num_frames: int, sigma: float | None
-) -> list[np.ndarray]:
+def smooth_transforms(sampled: dict[int, np.ndarray], num_frames: int, sigma: float | None) -> list[np.ndarray]:
     """Per-frame crop matrices from matrices found on some frames.
 
     sigma=None: one stable crop for the whole clip (the median of the sampled transforms), so the
@@ -142,7 +140,9 @@ class FaceAligner:
 
             spec = importlib.util.find_spec("face_recognition_models")
             if spec is None:
-                raise EDTalkError("face alignment needs the face_recognition_models package (pip install -r requirements.txt)")
+                raise EDTalkError(
+                    "face alignment needs the face_recognition_models package (pip install -r requirements.txt)"
+                )
             path = Path(spec.submodule_search_locations[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
             self._detector = dlib.get_frontal_face_detector()
             self._predictor = dlib.shape_predictor(str(path))

@@ -143,7 +143,11 @@ class TalkingHeadPipeline:
         """(crop (256, 256, 3), crop->image matrix) for one image."""
         if self.aligner is None:
             h, w = image.shape[:2]
-            crop = image if (h, w) == (CROP_SIZE, CROP_SIZE) else cv2.resize(image, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
+            crop = (
+                image
+                if (h, w) == (CROP_SIZE, CROP_SIZE)
+                else cv2.resize(image, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
+            )
             return crop, np.diag([w / CROP_SIZE, h / CROP_SIZE, 1.0])
         face = self.aligner.align(image, name)
         return face.crop, face.matrix
@@ -312,8 +316,12 @@ class TalkingHeadPipeline:
                 idx = np.arange(start, min(total, start + self.batch_size))
                 src_idx = pingpong(idx, len(src.crops))
                 with torch.inference_mode():
-                    encoded = shared if shared is not None else gen.encode_source(to_tensor(src.crops[src_idx], self.device))
-                    out = gen.animate(encoded, lip[torch.as_tensor(idx, device=lip.device)], _pick(pose, idx), _pick(exp, idx))
+                    encoded = (
+                        shared if shared is not None else gen.encode_source(to_tensor(src.crops[src_idx], self.device))
+                    )
+                    out = gen.animate(
+                        encoded, lip[torch.as_tensor(idx, device=lip.device)], _pick(pose, idx), _pick(exp, idx)
+                    )
                 frames = to_uint8(out)
                 if src.originals is not None:
                     frames = np.stack(

@@ -22,7 +22,9 @@ def test_loads_both_generators_in_eval_mode(full_generator, lip_pose_generator):
 
 
 def test_wrong_kind_for_the_mode(synthetic_ckpts):
-    with pytest.raises(CheckpointError, match=r"holds the lip-pose generator, but this mode needs the full generator EDTalk.pt"):
+    with pytest.raises(
+        CheckpointError, match=r"holds the lip-pose generator, but this mode needs the full generator EDTalk.pt"
+    ):
         edtalk.load_generator(synthetic_ckpts / "EDTalk_lip_pose.pt", kind="full")
     with pytest.raises(CheckpointError, match=r"holds the full generator, but this mode needs the lip-pose generator"):
         edtalk.load_generator(synthetic_ckpts / "EDTalk.pt", kind="lip_pose")
@@ -33,7 +35,9 @@ def test_wrong_kind_for_the_mode(synthetic_ckpts):
 
 
 def test_missing_checkpoint_says_where_to_get_it(tmp_path):
-    with pytest.raises(CheckpointError, match=r"checkpoint not found: .*EDTalk.pt; get EDTalk.pt with .*huggingface.co"):
+    with pytest.raises(
+        CheckpointError, match=r"checkpoint not found: .*EDTalk.pt; get EDTalk.pt with .*huggingface.co"
+    ):
         edtalk.load_generator(tmp_path / "EDTalk.pt")
 
 

@@ -45,7 +45,9 @@ def short_clip(tmp_path_factory):
 
 def probe(path):
     """(frames, fps, (width, height), has_audio) of a written file."""
-    info = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    info = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True
+    ).stderr
     video = re.search(r"Video: h264.*?yuv420p.*?, (\d+)x(\d+).*?, ([\d.]+) fps", info)
     assert video, info
     frames = sum(1 for _ in iter_frames(path, fps=None))
@@ -58,8 +60,21 @@ def run(demo, *args, ckpt_dir):
 
 def test_lip_pose_no_crop_matches_the_generator(tmp_path, ckpt_dir, lip_pose_generator, audio2lip):
     out = tmp_path / "lp.mp4"
-    code = run(demo_lip_pose, "--source_path", SOURCE, "--audio_driving_path", SPEECH, "--pose_driving_path", POSE,
-               "--save_path", out, "--no_crop", "--batch_size", 5, ckpt_dir=ckpt_dir)
+    code = run(
+        demo_lip_pose,
+        "--source_path",
+        SOURCE,
+        "--audio_driving_path",
+        SPEECH,
+        "--pose_driving_path",
+        POSE,
+        "--save_path",
+        out,
+        "--no_crop",
+        "--batch_size",
+        5,
+        ckpt_dir=ckpt_dir,
+    )
     assert code == 0
     assert probe(out) == (12, 25.0, (256, 256), True)
 
@@ -74,8 +89,21 @@ def test_lip_pose_no_crop_matches_the_generator(tmp_path, ckpt_dir, lip_pose_gen
 
 def test_audio_driven_full_model_on_an_uncropped_photo(tmp_path, ckpt_dir):
     out = tmp_path / "a.mp4"
-    code = run(demo_EDTalk_A, "--source_path", PHOTO, "--audio_driving_path", SPEECH, "--pose_driving_path", POSE,
-               "--exp_type", "happy", "--save_path", out, "--paste_back", ckpt_dir=ckpt_dir)
+    code = run(
+        demo_EDTalk_A,
+        "--source_path",
+        PHOTO,
+        "--audio_driving_path",
+        SPEECH,
+        "--pose_driving_path",
+        POSE,
+        "--exp_type",
+        "happy",
+        "--save_path",
+        out,
+        "--paste_back",
+        ckpt_dir=ckpt_dir,
+    )
     assert code == 0
     assert probe(out) == (12, 25.0, (512, 512), True)  # the original photo's size
     first = next(iter_frames(out))
@@ -85,37 +113,94 @@ def test_audio_driven_full_model_on_an_uncropped_photo(tmp_path, ckpt_dir):
 
 def test_audio_driven_with_expression_video_and_still_head(tmp_path, ckpt_dir, short_clip):
     out = tmp_path / "a2.mp4"
-    code = run(demo_EDTalk_A, "--source_path", SOURCE, "--audio_driving_path", SPEECH, "--exp_driving_path", short_clip,
-               "--save_path", out, "--no_crop", ckpt_dir=ckpt_dir)
+    code = run(
+        demo_EDTalk_A,
+        "--source_path",
+        SOURCE,
+        "--audio_driving_path",
+        SPEECH,
+        "--exp_driving_path",
+        short_clip,
+        "--save_path",
+        out,
+        "--no_crop",
+        ckpt_dir=ckpt_dir,
+    )
     assert code == 0
     assert probe(out) == (12, 25.0, (256, 256), True)
 
 
 def test_video_driven_full_model(tmp_path, ckpt_dir, short_clip):
     out = tmp_path / "v.mp4"
-    code = run(demo_EDTalk_V, "--source_path", SOURCE, "--lip_driving_path", short_clip, "--pose_driving_path", POSE,
-               "--exp_driving_path", SOURCE, "--audio_driving_path", SPEECH, "--save_path", out, ckpt_dir=ckpt_dir)
+    code = run(
+        demo_EDTalk_V,
+        "--source_path",
+        SOURCE,
+        "--lip_driving_path",
+        short_clip,
+        "--pose_driving_path",
+        POSE,
+        "--exp_driving_path",
+        SOURCE,
+        "--audio_driving_path",
+        SPEECH,
+        "--save_path",
+        out,
+        ckpt_dir=ckpt_dir,
+    )
     assert code == 0
     assert probe(out) == (6, 25.0, (256, 256), True)  # length of the mouth video
     silent = tmp_path / "v_silent.mp4"
-    code = run(demo_EDTalk_V, "--source_path", SOURCE, "--lip_driving_path", short_clip, "--save_path", silent,
-               "--no_crop", ckpt_dir=ckpt_dir)
+    code = run(
+        demo_EDTalk_V,
+        "--source_path",
+        SOURCE,
+        "--lip_driving_path",
+        short_clip,
+        "--save_path",
+        silent,
+        "--no_crop",
+        ckpt_dir=ckpt_dir,
+    )
     assert code == 0
     assert probe(silent) == (6, 25.0, (256, 256), False)  # no audio given, none in the mouth video
 
 
 def test_redub_a_video_with_paste_back(tmp_path, ckpt_dir, short_clip):
     out = tmp_path / "redub.mp4"
-    code = run(demo_lip_pose, "--source_path", short_clip, "--audio_driving_path", SPEECH, "--save_path", out,
-               "--paste_back", ckpt_dir=ckpt_dir)
+    code = run(
+        demo_lip_pose,
+        "--source_path",
+        short_clip,
+        "--audio_driving_path",
+        SPEECH,
+        "--save_path",
+        out,
+        "--paste_back",
+        ckpt_dir=ckpt_dir,
+    )
     assert code == 0
     assert probe(out) == (12, 25.0, (256, 256), True)  # 6 source frames ping-ponged to 12
 
 
 def test_mouth_from_video_in_the_lip_pose_model(tmp_path, ckpt_dir, short_clip):
     out = tmp_path / "lpv.mp4"
-    code = run(demo_lip_pose, "--source_path", SOURCE, "--lip_driving_path", short_clip, "--audio_driving_path", SPEECH,
-               "--fix_pose", "--pose_driving_path", POSE, "--save_path", out, "--no_crop", ckpt_dir=ckpt_dir)
+    code = run(
+        demo_lip_pose,
+        "--source_path",
+        SOURCE,
+        "--lip_driving_path",
+        short_clip,
+        "--audio_driving_path",
+        SPEECH,
+        "--fix_pose",
+        "--pose_driving_path",
+        POSE,
+        "--save_path",
+        out,
+        "--no_crop",
+        ckpt_dir=ckpt_dir,
+    )
     assert code == 0
     assert probe(out) == (6, 25.0, (256, 256), True)
 
@@ -133,29 +218,60 @@ def bad_files(tmp_path_factory):
     (folder / "noise.wav").write_bytes(b"RIFF....WAVEfmt garbage")
     (folder / "empty.mp4").write_bytes(b"")
     audio_only = folder / "audio_only.mp4"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(SPEECH), "-c:a", "aac", str(audio_only)], check=True)
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(SPEECH), "-c:a", "aac", str(audio_only)], check=True
+    )
     return folder
 
 
 @pytest.mark.parametrize(
     "demo, args, message",
     [
-        (demo_lip_pose, ["--source_path", "{bad}/blank.png", "--audio_driving_path", SPEECH], r"no face found in .*blank.png"),
-        (demo_lip_pose, ["--source_path", SOURCE, "--audio_driving_path", "{bad}/noise.wav"], r"cannot read audio from .*noise.wav"),
-        (demo_lip_pose, ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--pose_driving_path", "{bad}/empty.mp4"],
-         r"cannot read video .*empty.mp4"),
-        (demo_EDTalk_V, ["--source_path", SOURCE, "--lip_driving_path", "{bad}/audio_only.mp4"],
-         r"video .*audio_only.mp4 has no frames"),
-        (demo_EDTalk_A, ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--exp_type", "joyful"],
-         r"no expression 'joyful' in .*; available: angry"),
-        (demo_EDTalk_A, ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--ckpt_dir", "{bad}/nowhere"],
-         r"checkpoint not found: .*EDTalk.pt; get EDTalk.pt with `python download_ckpts.py`"),
-        (demo_EDTalk_A, ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--ckpt_dir", "{lip_pose_as_full}"],
-         r"holds the lip-pose generator, but this mode needs the full generator EDTalk.pt"),
-        (demo_lip_pose, ["--source_path", "{bad}/missing.jpg", "--audio_driving_path", SPEECH], r"image not found: .*missing.jpg"),
+        (
+            demo_lip_pose,
+            ["--source_path", "{bad}/blank.png", "--audio_driving_path", SPEECH],
+            r"no face found in .*blank.png",
+        ),
+        (
+            demo_lip_pose,
+            ["--source_path", SOURCE, "--audio_driving_path", "{bad}/noise.wav"],
+            r"cannot read audio from .*noise.wav",
+        ),
+        (
+            demo_lip_pose,
+            ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--pose_driving_path", "{bad}/empty.mp4"],
+            r"cannot read video .*empty.mp4",
+        ),
+        (
+            demo_EDTalk_V,
+            ["--source_path", SOURCE, "--lip_driving_path", "{bad}/audio_only.mp4"],
+            r"video .*audio_only.mp4 has no frames",
+        ),
+        (
+            demo_EDTalk_A,
+            ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--exp_type", "joyful"],
+            r"no expression 'joyful' in .*; available: angry",
+        ),
+        (
+            demo_EDTalk_A,
+            ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--ckpt_dir", "{bad}/nowhere"],
+            r"checkpoint not found: .*EDTalk.pt; get EDTalk.pt with `python download_ckpts.py`",
+        ),
+        (
+            demo_EDTalk_A,
+            ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--ckpt_dir", "{lip_pose_as_full}"],
+            r"holds the lip-pose generator, but this mode needs the full generator EDTalk.pt",
+        ),
+        (
+            demo_lip_pose,
+            ["--source_path", "{bad}/missing.jpg", "--audio_driving_path", SPEECH],
+            r"image not found: .*missing.jpg",
+        ),
     ],
 )
-def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, capsys, ckpt_dir, synthetic_ckpts, bad_files, demo, args, message):
+def test_bad_input_gives_one_line_and_writes_nothing(
+    tmp_path, capsys, ckpt_dir, synthetic_ckpts, bad_files, demo, args, message
+):
     lip_pose_as_full = tmp_path / "swapped"
     lip_pose_as_full.mkdir()
     (lip_pose_as_full / "EDTalk.pt").symlink_to(synthetic_ckpts / "EDTalk_lip_pose.pt")
@@ -168,3 +284,19 @@ def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, capsys, ckpt_dir,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search(message, err[0]), err
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+@pytest.mark.parametrize("demo", [demo_EDTalk_A, demo_EDTalk_V, demo_lip_pose])
+def test_help_shows_an_example(demo, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "example:" in out and f"python {demo.__name__}.py" in out and "--device" in out
+
+
+def test_video_driven_demo_requires_a_mouth_video(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        demo_EDTalk_V.main(["--source_path", str(SOURCE)])
+    assert exit_info.value.code == 2
+    assert "--lip_driving_path is required" in capsys.readouterr().err

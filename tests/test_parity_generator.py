@@ -105,7 +105,9 @@ def test_batched_equals_per_frame_and_source_reuse(full_generator, ref_a):
     for i in range(2):
         single = gen.animate(ref_a["source"], ref_a["lip_coef"][i : i + 1], ref_a["pose_frames"][i : i + 1], exp_weight)
         assert_close(batched[i : i + 1], single, ATOL_OUT)
-    repeated_source = gen.animate(ref_a["source"].expand(2, -1, -1, -1), ref_a["lip_coef"], ref_a["pose_frames"], exp_weight)
+    repeated_source = gen.animate(
+        ref_a["source"].expand(2, -1, -1, -1), ref_a["lip_coef"], ref_a["pose_frames"], exp_weight
+    )
     assert_close(repeated_source, batched, ATOL_OUT)
 
 
@@ -131,7 +133,10 @@ def test_self_reconstruction_forward(lip_pose_generator, ref_v):
 @pytest.mark.parametrize(
     "bad, message",
     [
-        (torch.zeros(1, 3, 128, 128), r"source must be a \(B, 3, 256, 256\) image tensor in \[-1, 1\], got \(1, 3, 128, 128\)"),
+        (
+            torch.zeros(1, 3, 128, 128),
+            r"source must be a \(B, 3, 256, 256\) image tensor in \[-1, 1\], got \(1, 3, 128, 128\)",
+        ),
         (torch.full((1, 3, 256, 256), 200.0), r"source values must lie in \[-1, 1\].*got \[200, 200\]"),
         (torch.zeros(1, 3, 256, 256, dtype=torch.uint8), r"floating-point"),
     ],
