@@ -61,8 +61,16 @@ def check_reachable(host: str = "huggingface.co") -> None:
         raise ConnectionError(f"{host}: {exc.strerror or exc}") from None
 
 
+def missing_files(ckpt_dir: Path) -> list[str]:
+    """The expected files (relative paths) that are not in the checkpoint folder yet."""
+    expected = [*CHECKPOINTS, *(f"{EXPRESSION_DIR}/{name}.npy" for name in EXPRESSIONS)]
+    return [name for name in expected if not (ckpt_dir / name).exists()]
+
+
 def download(ckpt_dir: Path, force: bool) -> None:
-    """Download the missing files; raises when the hub is unreachable."""
+    """Download the missing files (all with `force`); raises when the hub is unreachable."""
+    if not force and not missing_files(ckpt_dir):
+        return
     check_reachable()
     from huggingface_hub import hf_hub_download, list_repo_files
     from huggingface_hub.utils import logging as hf_logging
