@@ -300,3 +300,18 @@ def test_video_driven_demo_requires_a_mouth_video(capsys):
         demo_EDTalk_V.main(["--source_path", str(SOURCE)])
     assert exit_info.value.code == 2
     assert "--lip_driving_path is required" in capsys.readouterr().err
+
+
+def test_pipeline_renders_many_clips_lazily_in_batches(ckpt_dir):
+    """Load once, render twice; frames come as a generator of batch_size batches."""
+    import inspect
+
+    from edtalk.pipeline import TalkingHeadPipeline
+
+    pipe = TalkingHeadPipeline(ckpt_dir, model="lip_pose", device="cpu", batch_size=5, crop=False, progress=False)
+    for pose in (None, POSE):
+        result = pipe.render(SOURCE, audio=SPEECH, pose=pose)
+        assert inspect.isgenerator(result.frames)
+        assert (result.num_frames, result.fps, result.size, result.audio_path) == (12, 25.0, (256, 256), SPEECH)
+        sizes = [batch.shape for batch in result.frames]
+        assert sizes == [(5, 256, 256, 3), (5, 256, 256, 3), (2, 256, 256, 3)]
