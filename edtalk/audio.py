@@ -17,6 +17,7 @@ import scipy.signal
 import soundfile
 
 from .errors import AudioError
+from .video_io import stream_kinds
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ def _decode_with_ffmpeg(path: Path, out_wav: Path) -> None:
     cmd += ["-acodec", "pcm_f32le", str(out_wav)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0 or not out_wav.exists():
+        kinds = stream_kinds(path)
+        if kinds and "Audio" not in kinds:
+            raise AudioError(f"{path} has no audio track (it holds only {', '.join(sorted(kinds)).lower()})")
         reason = (result.stderr.strip().splitlines() or ["no audio stream"])[-1]
         raise AudioError(f"cannot read audio from {path}: {reason}")
 

@@ -148,23 +148,29 @@ class FaceAligner:
             self._predictor = dlib.shape_predictor(str(path))
         return self._detector, self._predictor
 
-    def landmarks(self, image: np.ndarray) -> list[np.ndarray]:
-        """(68, 2) landmarks of every face in an (H, W, 3) uint8 RGB image, largest face first."""
-        import dlib
-
-        detector, predictor = self._models()
+    def boxes(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Face boxes (x0, y0, x1, y1) in an (H, W, 3) uint8 RGB image, largest first."""
+        detector, _ = self._models()
         scale = min(1.0, self.detect_max_side / max(image.shape[:2]))
         small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         upsample = 1 if max(small.shape[:2]) <= 512 else 0
-        boxes = sorted(detector(np.ascontiguousarray(small), upsample), key=lambda r: -r.area())
-        shapes = []
-        for box in boxes:
-            rect = dlib.rectangle(
-                int(box.left() / scale), int(box.top() / scale), int(box.right() / scale), int(box.bottom() / scale)
-            )
-            shape = predictor(np.ascontiguousarray(image), rect)
-            shapes.append(np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64))
-        return shapes
+        found = sorted(detector(np.ascontiguousarray(small), upsample), key=lambda r: -r.area())
+        return [
+            (int(r.left() / scale), int(r.top() / scale), int(r.right() / scale), int(r.bottom() / scale))
+            for r in found
+        ]
+
+    def shape(self, image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """(68, 2) landmarks (x, y) of the face in `box` (x0, y0, x1, y1)."""
+        import dlib
+
+        _, predictor = self._models()
+        parts = predictor(np.ascontiguousarray(image), dlib.rectangle(*(int(round(v)) for v in box))).parts()
+        return np.array([[p.x, p.y] for p in parts], dtype=np.float64)
+
+    def landmarks(self, image: np.ndarray) -> list[np.ndarray]:
+        """(68, 2) landmarks of every face in an (H, W, 3) uint8 RGB image, largest face first."""
+        return [self.shape(image, box) for box in self.boxes(image)]
 
     def align(self, image: np.ndarray, name: str = "image") -> AlignedFace:
         """Crop the largest face of an image to 256x256; raises NoFaceError naming `name`."""
