@@ -3,11 +3,12 @@
 Images are (3, 256, 256) float32 in [-1, 1]; mel windows (.., 1, 80, 16) as the demos use them.
 The lmdb is opened lazily in each DataLoader worker (see LmdbReader).
 
-| dataset                | training stage                                   | one sample                                |
-| ---------------------- | ------------------------------------------------ | ----------------------------------------- |
-| `PairDataset`          | E/G fine-tuning, expression decoupling, per-person fine-tuning | source and target frames of one person |
-| `CrossPairDataset`     | mouth-pose decoupling (cross-reconstruction)     | two persons' frames and their mouth swaps |
-| `AudioWindowDataset`   | audio-to-mouth, lip-sync expert                  | consecutive frames + their mel windows (+ an off-sync window) |
+- `PairDataset`: E/G fine-tuning, expression decoupling, per-person fine-tuning: source and target
+  frames of one person.
+- `CrossPairDataset`: mouth-pose decoupling (cross-reconstruction): two persons' frames and their
+  mouth swaps.
+- `AudioWindowDataset`: audio-to-mouth and the lip-sync expert: consecutive frames with their mel
+  windows (and an off-sync window).
 """
 
 import json

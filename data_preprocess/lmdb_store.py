@@ -9,9 +9,9 @@ Layout (every key and value is bytes; the first four are the official EDTalk key
 | `<clip>-<frame:07d>`         | JPEG of the aligned 256x256 RGB frame (25 fps)                  |
 | `names`                      | JSON list of all clip names, in writing order                   |
 | `meta`                       | JSON: format, version, fps, image size, clip length             |
-| `<clip>-landmarks`           | .npy float32 (T, 68, 2): dlib 68 points (x, y) on the crop; NaN where not found |
+| `<clip>-landmarks`           | .npy float32 (T, 68, 2): dlib 68 points (x, y) on the crop; NaN if lost |
 | `<clip>-mouth_boxes`         | .npy float32 (T, 4): x1, y1, x2, y2 of landmarks 48-67 +- 5 px  |
-| `<clip>-mel`                 | .npy float32 (n_mel, 80): normalised log-mel of the clip's audio (absent without audio) |
+| `<clip>-mel`                 | .npy float32 (n_mel, 80): log-mel of the clip's audio (absent if silent) |
 | `<clip>-info`                | JSON: source video, first frame, crop matrix, group, has_audio  |
 | `video:<relative path>`      | JSON {"clips": [...]}: written last, marks a finished video     |
 
