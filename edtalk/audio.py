@@ -8,12 +8,12 @@ window of 16 frames (200 ms) per output video frame, centred on that frame.
 import math
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import librosa
 import numpy as np
-import scipy.signal
 import soundfile
 
 from .errors import AudioError
@@ -94,13 +94,32 @@ def frame_count(num_samples: int, fps: float = 25.0, sample_rate: int = DEFAULT.
     return int(num_samples / (sample_rate / fps))
 
 
-def melspectrogram(wav: np.ndarray, cfg: AudioConfig = DEFAULT) -> np.ndarray:
-    """Normalised log-mel spectrogram (n_mel_frames, num_mels), float64, values in [-4, 4]."""
-    emphasised = scipy.signal.lfilter([1, -cfg.preemphasis], [1], wav)
+def _emphasised(wav: np.ndarray, lo: int, hi: int, n_fft: int, coef: float) -> np.ndarray:
+    """Samples lo..hi-1 of the pre-emphasised, reflect-padded signal (index 0 = first real sample).
+
+    Equal, bit for bit, to slicing np.pad(lfilter([1, -coef], [1], wav), n_fft // 2, 'reflect').
+    """
+    n = len(wav)
+    k = np.arange(lo, hi)
+    k = np.abs(k)  # reflect at the start: -j -> j
+    k = np.where(k >= n, 2 * (n - 1) - k, k)  # reflect at the end
+    x = wav.astype(np.float64)
+    prev = np.where(k > 0, x[np.maximum(k - 1, 0)], 0.0)
+    return x[k] + (-coef) * prev
+
+
+def mel_frames(wav: np.ndarray, first: int, stop: int, cfg: AudioConfig = DEFAULT) -> np.ndarray:
+    """Mel frames first..stop-1 of the whole clip's spectrogram, (stop - first, num_mels) float64.
+
+    Each STFT frame only needs its own 800 samples, so any range is computed exactly as in the
+    whole-clip spectrogram while touching only those samples.
+    """
+    pad = cfg.n_fft // 2
+    segment = _emphasised(
+        wav, first * cfg.hop_size - pad, (stop - 1) * cfg.hop_size + cfg.n_fft - pad, cfg.n_fft, cfg.preemphasis
+    )
     spec = np.abs(
-        librosa.stft(
-            y=emphasised, n_fft=cfg.n_fft, hop_length=cfg.hop_size, win_length=cfg.win_size, pad_mode="reflect"
-        )
+        librosa.stft(y=segment, n_fft=cfg.n_fft, hop_length=cfg.hop_size, win_length=cfg.win_size, center=False)
     )
     mel_basis = librosa.filters.mel(
         sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.num_mels, fmin=cfg.fmin, fmax=cfg.fmax
@@ -109,6 +128,15 @@ def melspectrogram(wav: np.ndarray, cfg: AudioConfig = DEFAULT) -> np.ndarray:
     db = 20 * np.log10(np.maximum(floor, mel_basis @ spec)) - cfg.ref_level_db
     scaled = (2 * cfg.max_abs_value) * ((db - cfg.min_level_db) / (-cfg.min_level_db)) - cfg.max_abs_value
     return np.clip(scaled, -cfg.max_abs_value, cfg.max_abs_value).T
+
+
+def num_mel_frames(num_samples: int, cfg: AudioConfig = DEFAULT) -> int:
+    return 1 + num_samples // cfg.hop_size
+
+
+def melspectrogram(wav: np.ndarray, cfg: AudioConfig = DEFAULT) -> np.ndarray:
+    """Normalised log-mel spectrogram (n_mel_frames, num_mels), float64, values in [-4, 4]."""
+    return mel_frames(wav, 0, num_mel_frames(len(wav), cfg), cfg)
 
 
 def window_start(frame: int, fps: float = 25.0, cfg: AudioConfig = DEFAULT) -> int:
@@ -122,19 +150,38 @@ def window_start(frame: int, fps: float = 25.0, cfg: AudioConfig = DEFAULT) -> i
     return math.trunc(cfg.mel_fps * (frame + 0.5) / fps - cfg.window_frames / 2)
 
 
+def _window_indices(frames: range, num_mel: int, fps: float, cfg: AudioConfig) -> np.ndarray:
+    """(len(frames), window_frames) mel-frame indices of each video frame's window, edge-clamped."""
+    starts = np.array([window_start(i, fps, cfg) for i in frames], dtype=np.int64)
+    return np.clip(starts[:, None] + np.arange(cfg.window_frames)[None, :], 0, num_mel - 1)
+
+
 def windows_from_mel(mel: np.ndarray, num_frames: int, fps: float = 25.0, cfg: AudioConfig = DEFAULT) -> np.ndarray:
     """Cut one (1, num_mels, window_frames) window per video frame: -> (num_frames, 1, 80, 16) float32.
 
     Indices past either end of the spectrogram repeat its first/last frame.
     """
-    starts = np.array([window_start(i, fps, cfg) for i in range(num_frames)], dtype=np.int64)
-    idx = np.clip(starts[:, None] + np.arange(cfg.window_frames)[None, :], 0, len(mel) - 1)
-    windows = mel[idx].transpose(0, 2, 1)  # (T, num_mels, window_frames)
-    return np.ascontiguousarray(windows[:, None].astype(np.float32))
+    idx = _window_indices(range(num_frames), len(mel), fps, cfg)
+    return np.ascontiguousarray(mel[idx].transpose(0, 2, 1)[:, None].astype(np.float32))
 
 
-def mel_windows(wav_path: str | Path, fps: float = 25.0, cfg: AudioConfig = DEFAULT) -> np.ndarray:
-    """Audio file -> (T, 1, 80, 16) float32 mel windows, one per output video frame at `fps`.
+def mel_window_chunks(
+    wav: np.ndarray, num_frames: int, fps: float = 25.0, chunk: int = 1024, cfg: AudioConfig = DEFAULT
+) -> Iterator[np.ndarray]:
+    """The windows of `windows_from_mel(melspectrogram(wav), num_frames)`, `chunk` frames at a time.
+
+    Only the spectrogram frames a chunk needs are computed, so memory does not grow with the clip.
+    """
+    num_mel = num_mel_frames(len(wav), cfg)
+    for first in range(0, num_frames, chunk):
+        idx = _window_indices(range(first, min(num_frames, first + chunk)), num_mel, fps, cfg)
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        mel = mel_frames(wav, lo, hi, cfg)
+        yield np.ascontiguousarray(mel[idx - lo].transpose(0, 2, 1)[:, None].astype(np.float32))
+
+
+def load_for_video(wav_path: str | Path, fps: float = 25.0, cfg: AudioConfig = DEFAULT) -> tuple[np.ndarray, int]:
+    """(16 kHz samples cut to whole video frames, frame count T) for an output video at `fps`.
 
     T = int(samples / (16000 / fps)); raises AudioError if the audio is shorter than one frame.
     """
@@ -145,5 +192,10 @@ def mel_windows(wav_path: str | Path, fps: float = 25.0, cfg: AudioConfig = DEFA
     if num_frames == 0:
         duration = len(wav) / cfg.sample_rate
         raise AudioError(f"audio {wav_path} lasts {duration:.3f} s, shorter than one video frame at {fps:g} fps")
-    wav = wav[: int(num_frames * cfg.sample_rate / fps)]
-    return windows_from_mel(melspectrogram(wav, cfg), num_frames, fps, cfg)
+    return wav[: int(num_frames * cfg.sample_rate / fps)], num_frames
+
+
+def mel_windows(wav_path: str | Path, fps: float = 25.0, cfg: AudioConfig = DEFAULT) -> np.ndarray:
+    """Audio file -> (T, 1, 80, 16) float32 mel windows, one per output video frame at `fps`."""
+    wav, num_frames = load_for_video(wav_path, fps, cfg)
+    return np.concatenate(list(mel_window_chunks(wav, num_frames, fps, cfg=cfg)))

@@ -37,7 +37,11 @@ def parser(description: str, example: str, save_default: str, inputs: list[str])
     p.add_argument("--save_path", default=save_default, help="output .mp4 (H.264 + AAC, 25 fps)")
     p.add_argument("--ckpt_dir", default="ckpts", help="folder with the checkpoints (see ckpts/README.md)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--batch_size", type=int, default=8, help="frames generated per network call (default: 8)")
+    p.add_argument("--batch_size", type=int, help="frames per network call (default: 1 on CPU, 16 on a GPU)")
+    p.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="network precision (default fp32)"
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the decoder (faster long runs on GPUs)")
     p.add_argument("--no_crop", action="store_true", help="inputs are already aligned 256x256 face crops")
     p.add_argument("--paste_back", action="store_true", help="put the animated face back into the full original frame")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -67,7 +71,14 @@ def render_to_file(args: argparse.Namespace, model: str) -> int:
         if save_path.suffix.lower() != ".mp4":
             raise EDTalkError(f"--save_path must end in .mp4, got {save_path}")
         pipe = TalkingHeadPipeline(
-            args.ckpt_dir, model, args.device, args.batch_size, crop=not args.no_crop, progress=not args.quiet
+            args.ckpt_dir,
+            model,
+            args.device,
+            args.batch_size,
+            crop=not args.no_crop,
+            progress=not args.quiet,
+            precision=args.precision,
+            compile=args.compile,
         )
         result = pipe.render(args.source_path, paste_back=args.paste_back, **inputs)
         with VideoWriter(save_path, fps=result.fps, audio_path=result.audio_path) as writer:

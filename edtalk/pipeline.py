@@ -12,6 +12,7 @@ lazy iterator: frames are generated batch by batch while they are consumed, so m
 grow with the length of the clip. The pipeline reads files but never writes any.
 """
 
+import contextlib
 import itertools
 import logging
 import tempfile
@@ -111,11 +112,23 @@ class Rendering:
     audio_path: Path | None
 
 
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Frames per generator call: 1 on CPU (larger batches only add memory traffic there), 16 on GPUs."""
+    return 1 if device.type == "cpu" else 16
+
+
 class TalkingHeadPipeline:
     """Loads a generator (the full EDTalk or the lip-pose model) once and renders any number of clips.
 
     ckpt_dir: folder with EDTalk.pt / EDTalk_lip_pose.pt / Audio2Lip.pt / predefined_exp_weights/.
+    batch_size: frames per generator call (None: 1 on CPU, 16 on a GPU).
     crop: detect and align faces (False: inputs are already aligned crops, resized to 256 if needed).
+    precision: 'fp32' (exact), or 'bf16' / 'fp16' autocast for the networks (faster on GPUs;
+        outputs differ slightly; fp16 needs a GPU). The motion-bank maths always stays float32.
+    compile: run the decoder through torch.compile (first batch slower, later ones faster).
     """
 
     def __init__(
@@ -123,19 +136,37 @@ class TalkingHeadPipeline:
         ckpt_dir: str | Path = "ckpts",
         model: str = FULL,
         device: str | torch.device = "auto",
-        batch_size: int = 8,
+        batch_size: int | None = None,
         crop: bool = True,
         progress: bool = True,
+        precision: str = "fp32",
+        compile: bool = False,
     ):
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise EDTalkError(f"batch size must be at least 1, got {batch_size}")
+        if precision not in PRECISIONS:
+            raise EDTalkError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision}")
         self.ckpt_dir = Path(ckpt_dir)
         self.device = resolve_device(device)
+        if precision == "fp16" and self.device.type == "cpu":
+            raise EDTalkError("fp16 needs a GPU; use --precision bf16 or fp32 on the CPU")
         self.generator: Generator = load_generator(self.ckpt_dir / MODEL_FILES[model], self.device, kind=model)
-        self.batch_size = batch_size
+        if compile:
+            self.generator.dec = torch.compile(self.generator.dec)
+        self.batch_size = batch_size or default_batch_size(self.device)
+        self.precision = PRECISIONS[precision]
         self.aligner = FaceAligner() if crop else None
         self.progress = progress
         self._audio2lip = None
+
+    @contextlib.contextmanager
+    def _networks(self):
+        """Context for running the generator: no autograd, and autocast unless fp32."""
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.inference_mode())
+            if self.precision != torch.float32:
+                stack.enter_context(torch.autocast(self.device.type, dtype=self.precision))
+            yield
 
     # ---- inputs ----------------------------------------------------------------------------------
 
@@ -207,10 +238,14 @@ class TalkingHeadPipeline:
         return self._audio2lip
 
     def lip_from_audio(self, path: str | Path) -> torch.Tensor:
-        """(T, 20) smoothed mouth coefficients, one row per 25-fps output frame."""
-        windows = torch.from_numpy(audio_io.mel_windows(path, fps=FPS)).to(self.device)
+        """(T, 20) smoothed mouth coefficients, one row per 25-fps output frame.
+
+        Mel windows are made and encoded a chunk at a time, so their memory stays constant.
+        """
+        wav, frames = audio_io.load_for_video(path, FPS)
+        chunks = (torch.from_numpy(w).to(self.device) for w in audio_io.mel_window_chunks(wav, frames, FPS))
         with torch.inference_mode():
-            return self.audio2lip.predict(windows)
+            return self.audio2lip.predict_chunks(chunks)
 
     def driver_coefficients(
         self, path: str | Path, parts: Sequence[str], limit: int | None = None
@@ -227,7 +262,7 @@ class TalkingHeadPipeline:
         else:
             crops = (crop for _, crop, _ in self._video_crops(path, limit=limit))
         out = {part: [] for part in parts}
-        with torch.inference_mode():
+        with self._networks():
             for batch in _batched(crops, self.batch_size):
                 h = self.generator.encode(to_tensor(np.stack(batch), self.device))
                 for part in parts:
@@ -308,21 +343,21 @@ class TalkingHeadPipeline:
     ) -> Iterator[np.ndarray]:
         """Yield (b, H, W, 3) uint8 batches; source, pose and expression are indexed ping-pong."""
         gen, total = self.generator, len(lip)
-        with torch.inference_mode():
+        with self._networks():
             shared = None if src.is_video else gen.encode_source(to_tensor(src.crops, self.device))
         bar = tqdm(total=total, unit="frame", desc="rendering", disable=not self.progress)
         try:
             for start in range(0, total, self.batch_size):
                 idx = np.arange(start, min(total, start + self.batch_size))
                 src_idx = pingpong(idx, len(src.crops))
-                with torch.inference_mode():
+                with self._networks():
                     encoded = (
                         shared if shared is not None else gen.encode_source(to_tensor(src.crops[src_idx], self.device))
                     )
                     out = gen.animate(
                         encoded, lip[torch.as_tensor(idx, device=lip.device)], _pick(pose, idx), _pick(exp, idx)
                     )
-                frames = to_uint8(out)
+                frames = to_uint8(out.float())
                 if src.originals is not None:
                     frames = np.stack(
                         [paste_back(src.originals[j], f, src.matrices[j]) for j, f in zip(src_idx, frames)]

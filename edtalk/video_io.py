@@ -4,8 +4,10 @@ ffmpeg comes from the imageio-ffmpeg wheel (no system install). Frames are (H, W
 """
 
 import os
+import queue
 import re
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,7 +106,8 @@ class VideoWriter:
     """Writes an H.264 (yuv420p) mp4, optionally with an audio track re-encoded to AAC.
 
     Frames go to a hidden temporary file next to `path`, renamed to `path` only when the video is
-    complete; on error the temporary file is deleted. Use as a context manager:
+    complete; on error the temporary file is deleted. Frames are handed to ffmpeg by a background
+    thread, so generating the next batch overlaps with encoding this one. Use as a context manager:
 
         with VideoWriter("out.mp4", fps=25, audio_path="speech.wav") as writer:
             writer.write(frames)  # (N, H, W, 3) or (H, W, 3) uint8
@@ -117,8 +120,10 @@ class VideoWriter:
         self.crf = crf
         self.frames_written = 0
         self._tmp = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}.mp4")
-        self._pipe = None
         self._size = None
+        self._queue: queue.Queue = queue.Queue(maxsize=4)
+        self._thread = None
+        self._error = None
 
     def __enter__(self) -> "VideoWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +131,7 @@ class VideoWriter:
 
     def _start(self, height: int, width: int) -> None:
         self._size = (height, width)
-        self._pipe = imageio_ffmpeg.write_frames(
+        pipe = imageio_ffmpeg.write_frames(
             str(self._tmp),
             (width + width % 2, height + height % 2),
             fps=self.fps,
@@ -139,26 +144,46 @@ class VideoWriter:
             audio_path=None if self.audio_path is None else str(self.audio_path),
             audio_codec="aac",
         )
-        self._pipe.send(None)
+        pipe.send(None)
+        self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _drain(self, pipe) -> None:
+        """Background thread: send queued batches to ffmpeg until the None sentinel, then close."""
+        try:
+            while (frames := self._queue.get()) is not None:
+                if self._error is None:
+                    for frame in frames:
+                        pipe.send(np.ascontiguousarray(frame))
+        except Exception as exc:  # reported by the next write() or on exit
+            self._error = exc
+            while self._queue.get() is not None:  # keep the producer from blocking
+                pass
+        finally:
+            pipe.close()
 
     def write(self, frames: np.ndarray) -> None:
+        if self._error is not None:
+            raise MediaError(f"writing {self.path} failed: {self._error}")
         frames = frames[None] if frames.ndim == 3 else frames
-        if self._pipe is None:
+        if self._thread is None:
             self._start(*frames.shape[1:3])
         if frames.shape[1:3] != self._size:
             raise ValueError(f"frame size changed from {self._size} to {frames.shape[1:3]}")
         h, w = self._size
         if h % 2 or w % 2:  # yuv420p needs even sides: repeat the last row/column
             frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        for frame in frames:
-            self._pipe.send(np.ascontiguousarray(frame))
+        self._queue.put(frames)
         self.frames_written += len(frames)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            if self._pipe is not None:
-                self._pipe.close()  # lets ffmpeg finish; on error the partial file is removed below
+            if self._thread is not None:
+                self._queue.put(None)
+                self._thread.join()  # ffmpeg finishes; on error the partial file is removed below
             if exc_type is None:
+                if self._error is not None:
+                    raise MediaError(f"writing {self.path} failed: {self._error}")
                 if self.frames_written == 0:
                     raise MediaError(f"no frames were rendered; {self.path} not written")
                 os.replace(self._tmp, self.path)

@@ -83,6 +83,7 @@ class Generator(nn.Module):
         if c.has_expression:
             self.direction_exp = Direction(c.exp_dim, c.style_dim)
             self.exp_fc = _motion_mlp(c.style_dim, c.exp_dim, 3)
+        self._basis_cache = None  # (bank versions, Q), see basis()
 
     @property
     def has_expression(self) -> bool:
@@ -106,11 +107,20 @@ class Generator(nn.Module):
         return head(self.fc(h))
 
     def basis(self) -> torch.Tensor:
-        """Orthonormal motion basis Q (style_dim, num_bases), float32: mouth, pose[, expression]."""
+        """Orthonormal motion basis Q (style_dim, num_bases), float32: mouth, pose[, expression].
+
+        Without gradients (inference) the QR is computed once and reused until the bank weights
+        change; with gradients it is recomputed so that training differentiates through it.
+        """
         banks = [self.direction_lipnonlip.weight]
         if self.has_expression:
             banks.append(self.direction_exp.weight)
-        return orthonormal_basis(*banks)
+        if torch.is_grad_enabled():
+            return orthonormal_basis(*banks)
+        key = tuple((b.data_ptr(), b._version, b.device, b.dtype) for b in banks)
+        if self._basis_cache is None or self._basis_cache[0] != key:
+            self._basis_cache = (key, orthonormal_basis(*banks))
+        return self._basis_cache[1]
 
     def compose_latent(self, wa: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """wa (1 or B, 512) and alpha (B, num_bases) -> latent (B, 512), expression latent (B, 512) or None."""

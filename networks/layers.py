@@ -159,7 +159,7 @@ class ModulatedConv2d(nn.Module):
     """Style-modulated convolution with optional demodulation and x2 transposed-conv upsampling.
 
     forward(x (B, Cin, H, W), style (B, style_dim)) -> (B, Cout, H or 2H, W or 2W). Each sample
-    gets its own weights, applied as a grouped convolution.
+    gets its own weights w * s (modulation) scaled per output channel (demodulation).
     """
 
     def __init__(
@@ -186,22 +186,21 @@ class ModulatedConv2d(nn.Module):
         self.modulation = EqualLinear(style_dim, in_ch, bias_init=1)
 
     def forward(self, x, style):
-        b, _, h, w = x.shape
-        k = self.kernel_size
-        s = self.modulation(style).view(b, 1, self.in_ch, 1, 1)
-        weight = self.scale * self.weight * s  # (B, Cout, Cin, k, k)
-        if self.demodulate:
-            demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8)
-            weight = weight * demod.view(b, self.out_ch, 1, 1, 1)
-        x = x.reshape(1, b * self.in_ch, h, w)
+        # Computed as demod * conv(x * s, scale * w): the same result as convolving each sample
+        # with its own weights scale * w * s * demod (the official grouped convolution), but with
+        # one weight shared by the batch and no per-sample weight tensors.
+        s = self.modulation(style)  # (B, Cin)
+        weight = self.scale * self.weight[0]  # (Cout, Cin, k, k)
+        x = x * s[:, :, None, None]
         if self.upsample:
-            weight = weight.transpose(1, 2).reshape(b * self.in_ch, self.out_ch, k, k)
-            out = F.conv_transpose2d(x, weight, padding=0, stride=2, groups=b)
-            out = out.view(b, self.out_ch, *out.shape[2:])
-            return self.blur(out)
-        weight = weight.reshape(b * self.out_ch, self.in_ch, k, k)
-        out = F.conv2d(x, weight, padding=self.padding, groups=b)
-        return out.view(b, self.out_ch, *out.shape[2:])
+            out = F.conv_transpose2d(x, weight.transpose(0, 1), padding=0, stride=2)
+        else:
+            out = F.conv2d(x, weight, padding=self.padding)
+        if self.demodulate:
+            # sum over (Cin, k, k) of (scale * w * s)^2 = (s^2) @ (sum over (k, k) of (scale * w)^2)^T
+            demod = torch.rsqrt(s.pow(2) @ weight.pow(2).sum([2, 3]).t() + 1e-8)  # (B, Cout)
+            out = out * demod[:, :, None, None]
+        return self.blur(out) if self.upsample else out
 
 
 class NoiseInjection(nn.Module):

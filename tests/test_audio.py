@@ -41,6 +41,13 @@ def test_mel_and_windows_are_bit_exact(ref):
     np.testing.assert_array_equal(windows, ref["mel_windows"])
 
 
+def test_chunked_windows_are_exact(ref):
+    wav, frames = audio.load_for_video(SPEECH)
+    chunks = list(audio.mel_window_chunks(wav, frames, chunk=7))
+    assert [len(c) for c in chunks] == [7] * 12 + [1]
+    np.testing.assert_array_equal(np.concatenate(chunks), ref["mel_windows"])
+
+
 def test_window_start_is_the_official_formula_at_25fps():
     assert [audio.window_start(i) for i in range(4)] == [-6, -3, 0, 3]
     assert all(audio.window_start(i) == int(80.0 * ((i - 2) / 25.0)) for i in range(0, 50000, 7))

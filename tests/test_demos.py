@@ -315,3 +315,14 @@ def test_pipeline_renders_many_clips_lazily_in_batches(ckpt_dir):
         assert (result.num_frames, result.fps, result.size, result.audio_path) == (12, 25.0, (256, 256), SPEECH)
         sizes = [batch.shape for batch in result.frames]
         assert sizes == [(5, 256, 256, 3), (5, 256, 256, 3), (2, 256, 256, 3)]
+
+
+def test_precision_options(ckpt_dir):
+    from edtalk.pipeline import TalkingHeadPipeline
+
+    with pytest.raises(edtalk.EDTalkError, match="fp16 needs a GPU"):
+        TalkingHeadPipeline(ckpt_dir, model="lip_pose", device="cpu", precision="fp16")
+    pipe = TalkingHeadPipeline(ckpt_dir, model="lip_pose", device="cpu", crop=False, progress=False, precision="bf16")
+    assert pipe.batch_size == 1  # the CPU default
+    frames = np.concatenate(list(pipe.render(SOURCE, audio=SPEECH).frames))
+    assert frames.shape == (12, 256, 256, 3) and frames.dtype == np.uint8

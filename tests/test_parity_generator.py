@@ -154,3 +154,19 @@ def test_bad_drivers(full_generator, lip_pose_generator, ref_a):
         full_generator.animate(source, torch.zeros(2, 20), torch.zeros(3, 6))
     with pytest.raises(ValueError, match=r"lip-pose generator.*needs the full EDTalk generator \(EDTalk.pt\)"):
         lip_pose_generator.animate(source, torch.zeros(1, 20), exp=torch.zeros(1, 10))
+
+
+def test_basis_is_cached_at_inference_and_follows_weight_changes():
+    from networks import LIP_POSE, Generator
+
+    gen = Generator(LIP_POSE)
+    with torch.no_grad():
+        q1 = gen.basis()
+        assert gen.basis() is q1  # reused
+        gen.direction_lipnonlip.weight.mul_(2).add_(0.5)
+        q2 = gen.basis()
+        assert q2 is not q1 and not torch.equal(q1, q2)
+    with torch.enable_grad():
+        q3 = gen.basis()
+        assert q3.requires_grad  # training differentiates through the QR
+        torch.testing.assert_close(q3.detach(), q2)
