@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Inference speed and memory, ours against the official way of working, side by side.
+
+    python benchmarks/bench_inference.py --seconds 2 --baseline --json res/bench.json
+    python benchmarks/bench_inference.py --seconds 600 --max_frames 50 --modes lip_pose   # memory, 10-min clip
+
+For each mode (audio-driven full model, video-driven full model, lip-pose model) it reports
+generator frames/s at batch 1 and at the best batch, end-to-end seconds of compute per second of
+output video (audio features, driver decoding, generation, H.264 encoding; model loading
+excluded) and peak memory (RSS sampled during the run). `--baseline` also runs the official way
+of working in the same process: one frame per generator call, the source re-encoded for every
+frame, every driver frame encoded again for each output frame, all frames held until the end and
+min-max rescaled, then written. Inputs are synthetic 256x256 crops (as the official scripts
+require) and a speech clip looped to `--seconds`; by default driving videos are as long as the output, the
+least favourable case for our caching (`--driver_seconds` makes the pose and expression videos
+shorter; both runs then play them back and forth). Without checkpoints in --ckpt_dir, random weights of the
+official shapes are used (speed does not depend on the values).
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import soundfile
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import edtalk  # noqa: E402
+from edtalk import audio as audio_io  # noqa: E402
+from edtalk.pipeline import TalkingHeadPipeline, pingpong, to_tensor  # noqa: E402
+from edtalk.video_io import VideoWriter, iter_frames, read_image  # noqa: E402
+from networks import EDTALK, LIP_POSE, Audio2Lip, Generator  # noqa: E402
+
+MODES = {  # mode -> (model, inputs)
+    "audio_full": ("full", ("audio", "pose", "exp")),
+    "video_full": ("full", ("lip", "pose", "exp")),
+    "lip_pose": ("lip_pose", ("audio", "pose")),
+}
+
+
+class RssMonitor:
+    """Peak resident memory (MB) of this process while the block runs, sampled every 10 ms."""
+
+    def __enter__(self):
+        self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self):
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self._rss())
+
+    @staticmethod
+    def _rss() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def make_inputs(folder: Path, seconds: float, driver_seconds: float) -> dict[str, Path]:
+    """A 256x256 source crop, speech looped to `seconds`, a mouth video as long, and pose and
+    expression videos of `driver_seconds` (moving 256x256 crops)."""
+    face = edtalk.face_align.FaceAligner().align(read_image(ROOT / "test_data" / "astronaut.jpg")).crop
+    cv2.imwrite(str(folder / "source.png"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+    speech, sr = soundfile.read(ROOT / "test_data" / "speech.wav", dtype="float32")
+    n = int(seconds * sr)
+    soundfile.write(folder / "speech.wav", np.resize(speech, n), sr)
+    for name, speed, length in (("lip", 1.0, seconds), ("pose", 0.6, driver_seconds), ("exp", 0.3, driver_seconds)):
+        with VideoWriter(folder / f"{name}.mp4") as writer:
+            for t in range(max(1, int(length * 25))):
+                angle, shift = 6 * np.sin(speed * t / 8), 8 * np.cos(speed * t / 11)
+                m = cv2.getRotationMatrix2D((128, 128), angle, 1.0 + 0.03 * np.sin(speed * t / 5))
+                m[0, 2] += shift
+                writer.write(cv2.warpAffine(face, m, (256, 256), borderMode=cv2.BORDER_REFLECT))
+    return {"source": folder / "source.png", "audio": folder / "speech.wav"} | {
+        k: folder / f"{k}.mp4" for k in ("lip", "pose", "exp")
+    }
+
+
+def checkpoints(ckpt_dir: Path, tmp: Path) -> tuple[Path, bool]:
+    """The user's checkpoint folder if complete, else one with random weights of the official shapes."""
+    if all((ckpt_dir / name).is_file() for name in edtalk.CHECKPOINTS):
+        return ckpt_dir, False
+    folder = tmp / "random_ckpts"
+    folder.mkdir()
+    torch.save({"gen": Generator(EDTALK).state_dict()}, folder / "EDTalk.pt")
+    torch.save({"gen": Generator(LIP_POSE).state_dict()}, folder / "EDTalk_lip_pose.pt")
+    torch.save({"audio2lip": Audio2Lip().state_dict()}, folder / "Audio2Lip.pt")
+    return folder, True
+
+
+def generator_fps(pipe: TalkingHeadPipeline, batch: int, repeats: int = 2) -> float:
+    """Frames/s of the generator alone (coefficients in, images out), source encoded once."""
+    gen, dev = pipe.generator, pipe.device
+    exp = torch.zeros(1, gen.config.exp_dim, device=dev) if gen.has_expression else None
+    lip, pose = torch.zeros(batch, 20, device=dev), torch.zeros(batch, 6, device=dev)
+    with pipe._networks():
+        src = gen.encode_source(torch.zeros(1, 3, 256, 256, device=dev))
+        gen.animate(src, lip, pose, exp)  # warm-up
+        _sync(dev)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            gen.animate(src, lip, pose, exp)
+        _sync(dev)
+    return batch * repeats / (time.perf_counter() - start)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_ours(pipe: TalkingHeadPipeline, inputs: dict, names: tuple, out: Path, max_frames: int | None) -> tuple:
+    """End-to-end render + encode with the pipeline; (seconds, frames, peak RSS MB)."""
+    with RssMonitor() as rss:
+        start = time.perf_counter()
+        kwargs = {k: inputs[k] for k in names}
+        if "lip" in kwargs:
+            kwargs["audio"] = inputs["audio"]
+        result = pipe.render(inputs["source"], **kwargs)
+        with VideoWriter(out, fps=result.fps, audio_path=result.audio_path) as writer:
+            for batch in result.frames:
+                writer.write(batch)
+                if max_frames and writer.frames_written >= max_frames:
+                    break
+        seconds = time.perf_counter() - start
+    return seconds, writer.frames_written, rss.peak
+
+
+def run_baseline(pipe: TalkingHeadPipeline, inputs: dict, names: tuple, out: Path, max_frames: int | None) -> tuple:
+    """The official demos' way: per frame, everything re-encoded, all frames kept, then written."""
+    gen, dev = pipe.generator, pipe.device
+    with RssMonitor() as rss, torch.no_grad():
+        start = time.perf_counter()
+        source = to_tensor(read_image(inputs["source"])[None], dev)
+        drivers = {k: to_tensor(np.stack(list(iter_frames(inputs[k]))), dev) for k in names if k != "audio"}
+        if "audio" in names:
+            lip = pipe.audio2lip.predict(torch.from_numpy(audio_io.mel_windows(inputs["audio"])).to(dev))
+        else:
+            lip = drivers["lip"]
+        total = min(len(lip), max_frames or len(lip))
+        frames = []
+        for i in range(total):
+            pose = drivers["pose"][int(pingpong(i, len(drivers["pose"])))][None]
+            exp = drivers["exp"][int(pingpong(i, len(drivers["exp"])))][None] if "exp" in drivers else None
+            frames.append(gen.animate(source, lip[i : i + 1], pose, exp))
+        video = torch.cat(frames).clamp(-1, 1)
+        video = ((video - video.min()) / (video.max() - video.min()) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+        with VideoWriter(out, fps=25, audio_path=inputs["audio"]) as writer:
+            writer.write(video)
+        seconds = time.perf_counter() - start
+    return seconds, total, rss.peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt_dir", type=Path, default=ROOT / "ckpts")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of the synthetic audio / videos")
+    parser.add_argument(
+        "--driver_seconds", type=float, help="length of the pose/expression videos (default: --seconds)"
+    )
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {', '.join(MODES)}")
+    parser.add_argument("--batches", default=None, help="generator batch sizes to time (default 1,2,4 CPU; 1..64 GPU)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--baseline", action="store_true", help="also run the official way of working")
+    parser.add_argument("--max_frames", type=int, help="render only this many frames (memory checks on long clips)")
+    parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    args = parser.parse_args()
+    modes = args.modes.split(",")
+    device = edtalk.resolve_device(args.device)
+    batches = [int(b) for b in (args.batches or ("1,2,4" if device.type == "cpu" else "1,4,16,32,64")).split(",")]
+    report = {"device": str(device), "precision": args.precision, "seconds": args.seconds, "modes": {}}
+    report["driver_seconds"] = args.driver_seconds or args.seconds
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        inputs = make_inputs(tmp, args.seconds, args.driver_seconds or args.seconds)
+        ckpt_dir, random_weights = checkpoints(args.ckpt_dir, tmp)
+        report["random_weights"] = random_weights
+        for mode in modes:
+            model, names = MODES[mode]
+            pipe = TalkingHeadPipeline(ckpt_dir, model, device, crop=False, progress=False, precision=args.precision)
+            fps = {b: generator_fps(pipe, b) for b in batches}
+            best = max(fps, key=fps.get)
+            seconds, frames, rss = run_ours(pipe, inputs, names, tmp / f"{mode}.mp4", args.max_frames)
+            entry = {
+                "generator_fps_batch1": fps.get(1),
+                "generator_fps_best": fps[best],
+                "best_batch": best,
+                "generator_fps": fps,
+                "frames": frames,
+                "seconds_per_output_second": seconds / (frames / 25),
+                "peak_rss_mb": rss,
+            }
+            if args.baseline:
+                b_seconds, b_frames, b_rss = run_baseline(
+                    pipe, inputs, names, tmp / f"{mode}_base.mp4", args.max_frames
+                )
+                entry |= {
+                    "baseline_seconds_per_output_second": b_seconds / (b_frames / 25),
+                    "baseline_peak_rss_mb": b_rss,
+                    "speedup": (b_seconds / b_frames) / (seconds / frames),
+                }
+            report["modes"][mode] = entry
+            print_row(mode, entry, args.baseline)
+    report["peak_rss_mb"] = max(e["peak_rss_mb"] for e in report["modes"].values())
+    if args.baseline:
+        ours = sum(e["seconds_per_output_second"] for e in report["modes"].values())
+        base = sum(e["baseline_seconds_per_output_second"] for e in report["modes"].values())
+        report["speedup_vs_baseline"] = base / ours
+        print(f"end-to-end speed-up over the official way of working: {base / ours:.2f}x")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+def print_row(mode: str, e: dict, baseline: bool) -> None:
+    line = (
+        f"{mode:<11} gen {e['generator_fps_batch1']:.2f} fps @1, {e['generator_fps_best']:.2f} fps @{e['best_batch']}"
+        f" | end-to-end {e['seconds_per_output_second']:.2f} s per output s | peak {e['peak_rss_mb']:.0f} MB"
+    )
+    if baseline:
+        line += (
+            f" || official way {e['baseline_seconds_per_output_second']:.2f} s/s,"
+            f" peak {e['baseline_peak_rss_mb']:.0f} MB -> {e['speedup']:.2f}x"
+        )
+    print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
