@@ -70,7 +70,7 @@ class RssMonitor:
             return int(f.read().split()[1]) * 4096 / 2**20
 
 
-def make_inputs(folder: Path, seconds: float, driver_seconds: float) -> dict[str, Path]:
+def make_inputs(folder: Path, seconds: float, driver_seconds: float, with_lip: bool) -> dict[str, Path]:
     """A 256x256 source crop, speech looped to `seconds`, a mouth video as long, and pose and
     expression videos of `driver_seconds` (moving 256x256 crops)."""
     face = edtalk.face_align.FaceAligner().align(read_image(ROOT / "test_data" / "astronaut.jpg")).crop
@@ -79,6 +79,8 @@ def make_inputs(folder: Path, seconds: float, driver_seconds: float) -> dict[str
     n = int(seconds * sr)
     soundfile.write(folder / "speech.wav", np.resize(speech, n), sr)
     for name, speed, length in (("lip", 1.0, seconds), ("pose", 0.6, driver_seconds), ("exp", 0.3, driver_seconds)):
+        if name == "lip" and not with_lip:
+            continue
         with VideoWriter(folder / f"{name}.mp4") as writer:
             for t in range(max(1, int(length * 25))):
                 angle, shift = 6 * np.sin(speed * t / 8), 8 * np.cos(speed * t / 11)
@@ -86,7 +88,7 @@ def make_inputs(folder: Path, seconds: float, driver_seconds: float) -> dict[str
                 m[0, 2] += shift
                 writer.write(cv2.warpAffine(face, m, (256, 256), borderMode=cv2.BORDER_REFLECT))
     return {"source": folder / "source.png", "audio": folder / "speech.wav"} | {
-        k: folder / f"{k}.mp4" for k in ("lip", "pose", "exp")
+        k: folder / f"{k}.mp4" for k in ("lip", "pose", "exp") if k != "lip" or with_lip
     }
 
 
@@ -187,7 +189,8 @@ def main() -> None:
     report["driver_seconds"] = args.driver_seconds or args.seconds
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        inputs = make_inputs(tmp, args.seconds, args.driver_seconds or args.seconds)
+        with_lip = any("lip" in MODES[m][1] for m in modes)
+        inputs = make_inputs(tmp, args.seconds, args.driver_seconds or args.seconds, with_lip)
         ckpt_dir, random_weights = checkpoints(args.ckpt_dir, tmp)
         report["random_weights"] = random_weights
         for mode in modes:
