@@ -34,11 +34,12 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
         stuffed = x.new_zeros(b, c, h, up, w, up)
         stuffed[:, :, :, 0, :, 0] = x
         x = stuffed.reshape(b, c, h * up, w * up)
-    x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
     k = torch.flip(kernel, [0, 1]).to(x.dtype)
     weight = k[None, None].expand(c, 1, *k.shape)
-    x = F.conv2d(x, weight, groups=c)
-    return x[:, :, ::down, ::down]
+    if pad[0] == pad[1]:  # symmetric: let the convolution pad (no padded copy)
+        return F.conv2d(x, weight, groups=c, padding=pad[0], stride=down)
+    x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
+    return F.conv2d(x, weight, groups=c, stride=down)
 
 
 class Blur(nn.Module):
