@@ -1,6 +1,6 @@
 """Inference pipeline: load the networks once, then turn photos/videos and audio into frame streams.
 
-    pipe = TalkingHeadPipeline("ckpts", model="full", device="auto", batch_size=8)
+    pipe = TalkingHeadPipeline("ckpts", model="full", device="auto")
     result = pipe.render("photo.jpg", audio="speech.m4a", pose="head.mp4", exp_type="happy")
     with VideoWriter("out.mp4", fps=result.fps, audio_path=result.audio_path) as writer:
         for frames in result.frames:          # (b, H, W, 3) uint8 batches, produced lazily
