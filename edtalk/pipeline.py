@@ -173,13 +173,7 @@ class TalkingHeadPipeline:
     def _crop_image(self, image: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(crop (256, 256, 3), crop->image matrix) for one image."""
         if self.aligner is None:
-            h, w = image.shape[:2]
-            crop = (
-                image
-                if (h, w) == (CROP_SIZE, CROP_SIZE)
-                else cv2.resize(image, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
-            )
-            return crop, np.diag([w / CROP_SIZE, h / CROP_SIZE, 1.0])
+            return _whole_frame(image)
         face = self.aligner.align(image, name)
         return face.crop, face.matrix
 
@@ -190,10 +184,7 @@ class TalkingHeadPipeline:
         found, count = {}, 0
         for i, frame in enumerate(itertools.islice(iter_frames(path, FPS), limit)):
             count += 1
-            if self.aligner is None:
-                if not found:
-                    found[0] = np.diag([frame.shape[1] / CROP_SIZE, frame.shape[0] / CROP_SIZE, 1.0])
-            elif i % stride == 0:
+            if i % stride == 0:
                 faces = self.aligner.landmarks(frame)
                 if faces:
                     found[i] = similarity_transform(faces[0])
@@ -205,13 +196,12 @@ class TalkingHeadPipeline:
         self, path: Path, sigma: float | None = None, limit: int | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(frame, crop, matrix) for the first `limit` 25-fps frames; one stable crop (sigma None) or smoothed."""
-        matrices = self._video_matrices(path, sigma, limit)
-        for frame, matrix in zip(iter_frames(path, FPS), matrices):
-            if self.aligner is None and frame.shape[:2] != (CROP_SIZE, CROP_SIZE):
-                crop = cv2.resize(frame, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
-            else:
-                crop = warp(frame, matrix) if self.aligner is not None else frame
-            yield frame, crop, matrix
+        frames = itertools.islice(iter_frames(path, FPS), limit)
+        if self.aligner is None:
+            yield from ((frame, *_whole_frame(frame)) for frame in frames)
+            return
+        for frame, matrix in zip(frames, self._video_matrices(path, sigma, limit)):
+            yield frame, warp(frame, matrix), matrix
 
     def load_source(self, path: str | Path, keep_original: bool = False) -> Source:
         """A photo (one crop) or a video (one crop per 25-fps frame, for re-dubbing)."""
@@ -366,6 +356,14 @@ class TalkingHeadPipeline:
                 yield frames
         finally:
             bar.close()
+
+
+def _whole_frame(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """--no_crop: the whole image resized to 256x256 (if needed), and its crop->image matrix."""
+    h, w = image.shape[:2]
+    if (h, w) != (CROP_SIZE, CROP_SIZE):
+        image = cv2.resize(image, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
+    return image, np.diag([w / CROP_SIZE, h / CROP_SIZE, 1.0])
 
 
 def _pick(coefs: torch.Tensor | None, idx: np.ndarray) -> torch.Tensor | None:
