@@ -1,0 +1,45 @@
+"""StyleGAN2 / LIA discriminator (the `dis` entry of training checkpoints).
+
+forward(images (B, 3, 256, 256) in [-1, 1]) -> (B, 1) logits. Key names follow the official
+training checkpoints: `convs.0.0.weight`, `convs.k.conv1.0.weight`, ..., `final_conv.0.weight`,
+`final_linear.0.weight`.
+"""
+
+import torch
+from torch import nn
+
+from .layers import ConvLayer, EqualLinear, ResBlock
+
+DISCRIMINATOR_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}
+
+
+class Discriminator(nn.Module):
+    def __init__(self, size: int = 256, stddev_group: int = 4):
+        super().__init__()
+        log_size = size.bit_length() - 1
+        in_ch = DISCRIMINATOR_CHANNELS[size]
+        convs = [ConvLayer(3, in_ch, 1)]
+        for i in range(log_size, 2, -1):
+            out_ch = DISCRIMINATOR_CHANNELS[2 ** (i - 1)]
+            convs.append(ResBlock(in_ch, out_ch))
+            in_ch = out_ch
+        self.convs = nn.Sequential(*convs)
+        self.stddev_group = stddev_group
+        self.final_conv = ConvLayer(in_ch + 1, DISCRIMINATOR_CHANNELS[4], 3)
+        self.final_linear = nn.Sequential(
+            EqualLinear(DISCRIMINATOR_CHANNELS[4] * 4 * 4, DISCRIMINATOR_CHANNELS[4], activation="fused_lrelu"),
+            EqualLinear(DISCRIMINATOR_CHANNELS[4], 1),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        out = self.convs(images)  # (B, 512, 4, 4)
+        b, c, h, w = out.shape
+        # Minibatch standard deviation: one extra channel telling how varied the group is.
+        group = min(b, self.stddev_group)
+        while b % group:
+            group -= 1
+        std = out.view(group, b // group, 1, c, h, w)
+        std = torch.sqrt(std.var(0, unbiased=False) + 1e-8).mean([2, 3, 4], keepdim=True).squeeze(2)
+        out = torch.cat([out, std.repeat(group, 1, h, w)], 1)
+        out = self.final_conv(out)
+        return self.final_linear(out.view(b, -1))
