@@ -154,11 +154,18 @@ class CrossPairDataset(LmdbClips):
         return self.reader.frame(name, identity), self.reader.frame(name, target), landmarks[target]
 
 
+def face_boxes(landmarks: np.ndarray, size: int = 256) -> np.ndarray:
+    """(T, 4) float32 x1, y1, x2, y2 around each frame's 68 landmarks; the whole crop where they were lost."""
+    boxes = np.concatenate([landmarks.min(axis=1), landmarks.max(axis=1)], axis=1)
+    boxes[np.isnan(boxes).any(axis=1)] = (0, 0, size, size)
+    return boxes.astype(np.float32)
+
+
 class AudioWindowDataset(LmdbClips):
     """Consecutive frames with their mel windows (clips without audio are left out).
 
     Keys: frames (window, 3, 256, 256), mels (window, 1, 80, 16) (one per frame, as the demos cut
-    them), identity (3, 256, 256) (a random frame of the clip), mouth_boxes (window, 4),
+    them), identity (3, 256, 256) (a random frame of the clip), mouth_boxes and face_boxes (window, 4),
     start (int). With `sync_negatives`: also `sync_mel` (1, 80, 16), the window of the first frame
     (covers the `window` frames at 25 fps, as Wav2Lip's expert sees them), or in half of the samples
     a window at least `window` frames away, and `in_sync` (1.0 or 0.0).
@@ -182,6 +189,7 @@ class AudioWindowDataset(LmdbClips):
             "mels": torch.from_numpy(mels[start : start + self.window]),
             "identity": self.image(name, rng.randrange(length)),
             "mouth_boxes": torch.from_numpy(self.reader.mouth_boxes(name)[start : start + self.window]),
+            "face_boxes": torch.from_numpy(face_boxes(self.reader.landmarks(name)[start : start + self.window])),
             "start": start,
         }
         if self.sync_negatives:

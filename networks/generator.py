@@ -132,6 +132,17 @@ class Generator(nn.Module):
             exp_latent = per_basis[:, start:].sum(dim=1).to(wa.dtype)
         return wa + direction.to(wa.dtype), exp_latent
 
+    def part_latents(self, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The motion of each part as a (B, 512) vector: {'lip', 'pose'[, 'exp']} (sum of its bases)."""
+        per_basis = combine(alpha, self.basis())
+        dims = {"lip": self.config.lip_dim, "pose": self.config.pose_dim, "exp": self.config.exp_dim}
+        out, start = {}, 0
+        for part in PARTS:
+            if dims[part]:
+                out[part] = per_basis[:, start : start + dims[part]].sum(dim=1)
+                start += dims[part]
+        return out
+
     def render(self, source: SourceEncoding, latent: torch.Tensor, exp_latent: torch.Tensor | None) -> torch.Tensor:
         """Decode latents (B, 512) against an encoded source -> (B, 3, size, size)."""
         return self.dec(latent, source.feats, exp_latent, source.eem)

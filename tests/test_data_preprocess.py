@@ -192,7 +192,8 @@ def test_datasets_through_a_multi_worker_loader(dataset, workers):
     assert torch.allclose((item["frames"][0].permute(1, 2, 0) + 1) * 127.5, expected_frame, atol=1e-3)
     batch = next(iter(DataLoader(audio, batch_size=3, num_workers=workers)))
     assert batch["frames"].shape == (3, 5, 3, 256, 256) and batch["mels"].shape == (3, 5, 1, 80, 16)
-    assert batch["sync_mel"].shape == (3, 1, 80, 16) and batch["mouth_boxes"].shape == (3, 5, 4)
+    assert batch["sync_mel"].shape == (3, 1, 80, 16)
+    assert batch["mouth_boxes"].shape == batch["face_boxes"].shape == (3, 5, 4)
 
 
 def test_seeded_samples_are_reproducible(dataset):

@@ -1,0 +1,56 @@
+"""Training checkpoints: official-format entries plus optimiser state, step and config.
+
+A generator stage writes {'gen', 'dis', 'g_optim', 'd_optim', 'scaler', 'step', 'config'}, so every
+training checkpoint is also an inference checkpoint for edtalk.load_generator; the audio stage
+writes {'audio2lip', ...} for edtalk.load_audio2lip. Files are `<run_dir>/checkpoints/<step:06d>.pt`.
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def save(run_dir: str | Path, step: int, payload: dict, keep: int) -> Path:
+    """Write atomically (temporary file, then rename) and keep only the newest `keep` files."""
+    folder = checkpoint_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{step:06d}.pt"
+    tmp = path.with_suffix(".pt.partial")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    for old in sorted(folder.glob("[0-9]*.pt"))[:-keep]:
+        old.unlink()
+    return path
+
+
+def latest(run_dir: str | Path) -> Path | None:
+    files = sorted(checkpoint_dir(run_dir).glob("[0-9]*.pt"))
+    return files[-1] if files else None
+
+
+def load(path: str | Path) -> dict:
+    """A checkpoint as plain data (weights_only; an official file's argparse.Namespace is allowed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"checkpoint not found: {path}")
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or "step" not in data and "gen" not in data and "audio2lip" not in data:
+        raise SystemExit(f"{path} is not a training or EDTalk checkpoint")
+    return data
+
+
+def strip_prefixes(state: dict) -> dict:
+    """Remove DataParallel / torch.compile key prefixes."""
+    out = {}
+    for key, value in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            key = key.removeprefix(prefix)
+        out[key] = value
+    return out

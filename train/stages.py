@@ -1,0 +1,297 @@
+"""The EDTalk training stages: the only place where they differ (models, trainable set, data, losses).
+
+Each stage builds its models, says which parameters the generator optimiser trains, gives its
+dataset, computes its named generator losses (the loop weights and sums them) and, when it has a
+discriminator, the discriminator loss; it also says how its models go into a checkpoint.
+"""
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from data_preprocess.dataset import AudioWindowDataset, CrossPairDataset, PairDataset
+from networks import EDTALK, LIP_POSE, Audio2Lip, Generator
+from networks.discriminator import Discriminator
+
+from . import losses
+from .checkpoint import load, strip_prefixes
+from .config import TrainConfig
+from .sync import SyncNet, lower_halves, sync_loss
+from .vgg19 import VGG19, VGGLoss
+
+log = logging.getLogger(__name__)
+
+
+def perceptual_loss(cfg: TrainConfig) -> VGGLoss:
+    vgg = VGG19()
+    if cfg.vgg_weights:
+        vgg.load(cfg.vgg_weights)
+    else:
+        log.warning("no --vgg_weights given: the perceptual loss uses a randomly initialised VGG19")
+    return VGGLoss(vgg)
+
+
+def init_generator(gen: Generator, path: str, allow_missing_expression: bool = False) -> None:
+    """Load a generator checkpoint into `gen`; a lip-pose checkpoint may seed a full generator."""
+    state = strip_prefixes(load(path)["gen"])
+    result = gen.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not (allow_missing_expression and _is_expression_key(k))]
+    if missing or result.unexpected_keys:
+        raise SystemExit(
+            f"{path} does not fit this generator: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}"
+        )
+
+
+def _is_expression_key(key: str) -> bool:
+    return key.startswith(("exp_fc.", "direction_exp.", "dec.fineadainresblock."))
+
+
+class GeneratorStage:
+    """Shared by the image stages: a generator, a discriminator, L1 + VGG + GAN losses."""
+
+    config = LIP_POSE
+    defaults: dict = {}
+    weights = {"l1": 1.0, "vgg": 1.0, "gan": 1.0}
+    has_discriminator = True
+    checkpoint_key = "gen"
+
+    def build(self, cfg: TrainConfig, device: torch.device) -> dict[str, nn.Module]:
+        gen = Generator(self.config)
+        if cfg.init:
+            init_generator(gen, cfg.init, allow_missing_expression=self.config.has_expression)
+        models = {"gen": gen, "dis": Discriminator(), "vgg": perceptual_loss(cfg)}
+        return {k: m.to(device) for k, m in models.items()}
+
+    def trainable(self, models: dict, cfg: TrainConfig) -> list[nn.Parameter]:
+        return list(models["gen"].parameters())
+
+    def dataset(self, cfg: TrainConfig):
+        return PairDataset(cfg.data, cfg.split, seed=cfg.seed)
+
+    def reconstruct(self, models: dict, batch: dict) -> torch.Tensor:
+        return models["gen"](batch["source"], batch["target"])
+
+    def generator_losses(self, models: dict, batch: dict) -> tuple[dict, dict]:
+        recon = self.reconstruct(models, batch)
+        out = {
+            "l1": losses.l1(recon, batch["target"]),
+            "vgg": models["vgg"](recon, batch["target"]),
+            "gan": losses.g_nonsaturating(models["dis"](recon)),
+        }
+        return out, {"real": batch["target"], "fake": recon, "rows": [batch["source"], batch["target"], recon]}
+
+    def discriminator_loss(self, models: dict, images: dict) -> torch.Tensor:
+        return losses.d_nonsaturating(models["dis"](images["real"]), models["dis"](images["fake"].detach()))
+
+    def state(self, models: dict) -> dict:
+        return {"gen": models["gen"].state_dict(), "dis": models["dis"].state_dict()}
+
+    def load_state(self, models: dict, state: dict) -> None:
+        models["gen"].load_state_dict(strip_prefixes(state["gen"]))
+        models["dis"].load_state_dict(strip_prefixes(state["dis"]))
+
+
+class EncoderGeneratorStage(GeneratorStage):
+    """Stage 1: encoder/generator reconstruction fine-tuning (self-reconstruction, all parameters)."""
+
+    defaults = {"batch_size": 12, "save_every": 3000}
+
+
+class MouthPoseStage(GeneratorStage):
+    """Stage 2: mouth-pose decoupling by cross-reconstruction with mouth swapping (lip-pose model)."""
+
+    weights = {
+        "l1": 1.0,
+        "vgg": 1.0,
+        "cross_l1": 1.0,
+        "cross_vgg": 1.0,
+        "gan": 1.0,
+        "lip_space": 1.0,
+        "pose_space": 1.0,
+    }
+
+    def dataset(self, cfg: TrainConfig):
+        return CrossPairDataset(cfg.data, cfg.split, seed=cfg.seed)
+
+    def generator_losses(self, models: dict, batch: dict) -> tuple[dict, dict]:
+        gen = models["gen"]
+        a, b = batch["img_a"], batch["img_b"]
+        recon_a = gen(batch["img_a_identity"], a, a)
+        recon_b = gen(batch["img_b_identity"], b, b)
+        # A's pose lives in imagea_b (A's frame, B's mouth), A's mouth in imageb_a, and vice versa.
+        recon_a_cross = gen(batch["img_a_identity"], batch["imageb_a"], batch["imagea_b"])
+        recon_b_cross = gen(batch["img_b_identity"], batch["imagea_b"], batch["imageb_a"])
+        parts = {}
+        for key, lip, pose in (
+            ("a", a, a),
+            ("b", b, b),
+            ("a_cross", batch["imageb_a"], batch["imagea_b"]),
+            ("b_cross", batch["imagea_b"], batch["imageb_a"]),
+        ):
+            alpha = torch.cat([gen.coefficients(gen.encode(lip), "lip"), gen.coefficients(gen.encode(pose), "pose")], 1)
+            parts[key] = gen.part_latents(alpha)
+        fakes = torch.cat([recon_a, recon_b, recon_a_cross, recon_b_cross])
+        out = {
+            "l1": losses.l1(recon_a, a) + losses.l1(recon_b, b),
+            "vgg": models["vgg"](recon_a, a) + models["vgg"](recon_b, b),
+            "cross_l1": losses.l1(recon_a_cross, a) + losses.l1(recon_b_cross, b),
+            "cross_vgg": models["vgg"](recon_a_cross, a) + models["vgg"](recon_b_cross, b),
+            "gan": losses.g_nonsaturating(models["dis"](fakes)),
+            "lip_space": losses.latent_consistency(parts["a_cross"]["lip"], parts["a"]["lip"])
+            + losses.latent_consistency(parts["b_cross"]["lip"], parts["b"]["lip"]),
+            "pose_space": losses.latent_consistency(parts["a_cross"]["pose"], parts["a"]["pose"])
+            + losses.latent_consistency(parts["b_cross"]["pose"], parts["b"]["pose"]),
+        }
+        images = {
+            "real": torch.cat([a, b]),
+            "fake": torch.cat([recon_a_cross, recon_b_cross]),
+            "rows": [batch["img_a_identity"], batch["imagea_b"], batch["imageb_a"], recon_a_cross, a],
+        }
+        return out, images
+
+
+class ExpressionStage(GeneratorStage):
+    """Stage 3 (not in the official release, built from the paper): expression decoupling by
+    self-reconstruction complementary learning. Starting from the mouth-pose model, only the
+    expression navigation (exp_fc, direction_exp) and the EEM blocks learn; mouth and pose stay
+    fixed, so the expression bank has to explain what they cannot."""
+
+    config = EDTALK
+
+    def trainable(self, models: dict, cfg: TrainConfig) -> list[nn.Parameter]:
+        gen = models["gen"]
+        chosen = [p for name, p in gen.named_parameters() if _is_expression_key(name)]
+        for name, p in gen.named_parameters():
+            p.requires_grad_(_is_expression_key(name))
+        return chosen
+
+
+class FineTuneStage(GeneratorStage):
+    """Per-person fine-tuning of the lip-pose model on frames of one video (`--only_fine_tune_dec`)."""
+
+    defaults = {"batch_size": 8, "steps": 800000, "sample_every": 20, "save_every": 10000}
+
+    def build(self, cfg: TrainConfig, device: torch.device) -> dict[str, nn.Module]:
+        if not cfg.init:
+            raise SystemExit("--init is required: the lip-pose checkpoint to fine-tune (ckpts/EDTalk_lip_pose.pt)")
+        models = super().build(cfg, device)
+        state = load(cfg.init)
+        if "dis" in state:
+            models["dis"].load_state_dict(strip_prefixes(state["dis"]))
+        return models
+
+    def trainable(self, models: dict, cfg: TrainConfig) -> list[nn.Parameter]:
+        gen = models["gen"]
+        return list(gen.dec.parameters()) if cfg.only_fine_tune_dec else list(gen.parameters())
+
+    def dataset(self, cfg: TrainConfig):
+        return PairDataset(cfg.data, cfg.split, seed=cfg.seed, same_clip=True)
+
+
+class SyncNetStage:
+    """The lip-sync expert: does this mel window belong to these five mouths?"""
+
+    defaults = {"batch_size": 16, "lr": 0.0001}
+    weights = {"sync": 1.0}
+    has_discriminator = False
+    checkpoint_key = "syncnet"
+
+    def build(self, cfg: TrainConfig, device: torch.device) -> dict[str, nn.Module]:
+        net = SyncNet()
+        if cfg.init:
+            net.load_state_dict(strip_prefixes(load(cfg.init)["syncnet"]))
+        return {"syncnet": net.to(device)}
+
+    def trainable(self, models: dict, cfg: TrainConfig) -> list[nn.Parameter]:
+        return list(models["syncnet"].parameters())
+
+    def dataset(self, cfg: TrainConfig):
+        return AudioWindowDataset(cfg.data, cfg.split, seed=cfg.seed, sync_negatives=True)
+
+    def generator_losses(self, models: dict, batch: dict) -> tuple[dict, dict]:
+        faces = lower_halves(batch["frames"], batch["face_boxes"])
+        similarity = models["syncnet"](batch["sync_mel"], faces)
+        return {"sync": sync_loss(similarity, batch["in_sync"])}, {"rows": [batch["frames"][:, 0]]}
+
+    def state(self, models: dict) -> dict:
+        return {"syncnet": models["syncnet"].state_dict()}
+
+    def load_state(self, models: dict, state: dict) -> None:
+        models["syncnet"].load_state_dict(strip_prefixes(state["syncnet"]))
+
+
+class Audio2MouthStage(SyncNetStage):
+    """Audio-to-mouth: Audio2Lip learns the trained lip-pose model's mouth coefficients (feature
+    loss + temporal smoothness), the frames rendered from them (L1 + VGG), and lip sync (if a
+    trained expert is given)."""
+
+    defaults = {"batch_size": 4}
+    weights = {"coef": 1.0, "smooth": 0.1, "l1": 1.0, "vgg": 1.0, "sync": 5.0}
+    checkpoint_key = "audio2lip"
+
+    def build(self, cfg: TrainConfig, device: torch.device) -> dict[str, nn.Module]:
+        if not cfg.generator:
+            raise SystemExit("--generator is required: the trained lip-pose checkpoint (teacher and renderer)")
+        gen = Generator(LIP_POSE)
+        init_generator(gen, cfg.generator)
+        gen.requires_grad_(False).eval()
+        a2l = Audio2Lip()
+        if cfg.init:
+            a2l.load_state_dict(strip_prefixes(load(cfg.init)["audio2lip"]))
+        models = {"audio2lip": a2l, "gen": gen, "vgg": perceptual_loss(cfg)}
+        if cfg.syncnet:
+            sync = SyncNet()
+            sync.load_state_dict(strip_prefixes(load(cfg.syncnet)["syncnet"]))
+            models["syncnet"] = sync.requires_grad_(False).eval()
+        return {k: m.to(device) for k, m in models.items()}
+
+    def trainable(self, models: dict, cfg: TrainConfig) -> list[nn.Parameter]:
+        a2l = models["audio2lip"]
+        if cfg.freeze_audio_encoder:
+            a2l.audio_encoder.requires_grad_(False)
+            return list(a2l.mapping.parameters())
+        return list(a2l.parameters())
+
+    def dataset(self, cfg: TrainConfig):
+        return AudioWindowDataset(cfg.data, cfg.split, seed=cfg.seed)
+
+    def generator_losses(self, models: dict, batch: dict) -> tuple[dict, dict]:
+        gen, frames = models["gen"], batch["frames"]  # (B, T, 3, 256, 256)
+        b, t = frames.shape[:2]
+        flat = frames.flatten(0, 1)
+        with torch.no_grad():
+            h = gen.encode(flat)
+            teacher_lip, teacher_pose = gen.coefficients(h, "lip"), gen.coefficients(h, "pose")
+        predicted = models["audio2lip"](batch["mels"]).flatten(0, 1)  # (B*T, 20)
+        source = gen.encode_source(batch["identity"].repeat_interleave(t, dim=0))
+        recon = gen.animate(source, predicted, teacher_pose)
+        delta = lambda x: x.view(b, t, -1)[:, 1:] - x.view(b, t, -1)[:, :-1]  # noqa: E731
+        out = {
+            "coef": F.mse_loss(predicted, teacher_lip),
+            "smooth": F.mse_loss(delta(predicted), delta(teacher_lip)),
+            "l1": losses.l1(recon, flat),
+            "vgg": models["vgg"](recon, flat),
+        }
+        if "syncnet" in models:
+            faces = lower_halves(recon.view_as(frames), batch["face_boxes"])
+            similarity = models["syncnet"](batch["mels"][:, 0], faces)
+            out["sync"] = sync_loss(similarity, torch.ones_like(similarity))
+        return out, {"rows": [flat[:4], recon[:4]]}
+
+    def state(self, models: dict) -> dict:
+        return {"audio2lip": models["audio2lip"].state_dict()}
+
+    def load_state(self, models: dict, state: dict) -> None:
+        models["audio2lip"].load_state_dict(strip_prefixes(state["audio2lip"]))
+
+
+STAGES = {
+    "E_G": EncoderGeneratorStage,
+    "Mouth_Pose_decouple": MouthPoseStage,
+    "Expression_decouple": ExpressionStage,
+    "syncnet": SyncNetStage,
+    "audio2mouth": Audio2MouthStage,
+    "fine_tune": FineTuneStage,
+}
