@@ -71,10 +71,10 @@ def _average_gradients(params: list[torch.nn.Parameter]) -> None:
 def _optimizers(stage, models: dict, cfg: TrainConfig):
     """Adam with the official lazy-regularisation ratios (G: lr * 4/5, D: lr * 16/17; beta1 = 0)."""
     g_ratio, d_ratio = 4 / 5, 16 / 17
-    g_optim = torch.optim.Adam(stage.trainable(models, cfg), lr=cfg.lr * g_ratio, betas=(0, 0.99**g_ratio))
+    g_optim = torch.optim.Adam(stage.trainable(models, cfg), lr=cfg.lr * g_ratio, betas=(0.0, 0.99**g_ratio))
     d_optim = None
     if stage.has_discriminator:
-        d_optim = torch.optim.Adam(models["dis"].parameters(), lr=cfg.lr * d_ratio, betas=(0, 0.99**d_ratio))
+        d_optim = torch.optim.Adam(models["dis"].parameters(), lr=cfg.lr * d_ratio, betas=(0.0, 0.99**d_ratio))
     return g_optim, d_optim
 
 

@@ -118,11 +118,11 @@ class MouthPoseStage(GeneratorStage):
     def generator_losses(self, models: dict, batch: dict) -> tuple[dict, dict]:
         gen = models["gen"]
         a, b = batch["img_a"], batch["img_b"]
-        recon_a = gen(batch["img_a_identity"], a, a)
-        recon_b = gen(batch["img_b_identity"], b, b)
+        recon_a = gen(batch["img_a_identity"], a)
+        recon_b = gen(batch["img_b_identity"], b)
         # A's pose lives in imagea_b (A's frame, B's mouth), A's mouth in imageb_a, and vice versa.
-        recon_a_cross = gen(batch["img_a_identity"], batch["imageb_a"], batch["imagea_b"])
-        recon_b_cross = gen(batch["img_b_identity"], batch["imagea_b"], batch["imageb_a"])
+        recon_a_cross = gen.animate(batch["img_a_identity"], batch["imageb_a"], batch["imagea_b"])
+        recon_b_cross = gen.animate(batch["img_b_identity"], batch["imagea_b"], batch["imageb_a"])
         parts = {}
         for key, lip, pose in (
             ("a", a, a),
