@@ -8,27 +8,20 @@ training checkpoints: `convs.0.0.weight`, `convs.k.conv1.0.weight`, ..., `final_
 import torch
 from torch import nn
 
-from .layers import ConvLayer, EqualLinear, ResBlock
-
-DISCRIMINATOR_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}
+from .encoder import residual_tower
+from .layers import ConvLayer, EqualLinear
 
 
 class Discriminator(nn.Module):
     def __init__(self, size: int = 256, stddev_group: int = 4):
         super().__init__()
-        log_size = size.bit_length() - 1
-        in_ch = DISCRIMINATOR_CHANNELS[size]
-        convs = [ConvLayer(3, in_ch, 1)]
-        for i in range(log_size, 2, -1):
-            out_ch = DISCRIMINATOR_CHANNELS[2 ** (i - 1)]
-            convs.append(ResBlock(in_ch, out_ch))
-            in_ch = out_ch
+        convs, in_ch = residual_tower(size)
         self.convs = nn.Sequential(*convs)
         self.stddev_group = stddev_group
-        self.final_conv = ConvLayer(in_ch + 1, DISCRIMINATOR_CHANNELS[4], 3)
+        self.final_conv = ConvLayer(in_ch + 1, in_ch, 3)
         self.final_linear = nn.Sequential(
-            EqualLinear(DISCRIMINATOR_CHANNELS[4] * 4 * 4, DISCRIMINATOR_CHANNELS[4], activation="fused_lrelu"),
-            EqualLinear(DISCRIMINATOR_CHANNELS[4], 1),
+            EqualLinear(in_ch * 4 * 4, in_ch, activation="fused_lrelu"),
+            EqualLinear(in_ch, 1),
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

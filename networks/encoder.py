@@ -9,6 +9,20 @@ from .layers import ConvLayer, EqualConv2d, ResBlock
 ENCODER_CHANNELS = {256: 64, 128: 128, 64: 256, 32: 512, 16: 512, 8: 512, 4: 512}
 
 
+def residual_tower(size: int) -> tuple[list[nn.Module], int]:
+    """1x1 ConvLayer to 64 channels, then ResBlocks halving the resolution down to 4x4.
+
+    The common trunk of the encoder and the discriminator; returns the layers and the last width.
+    """
+    in_ch = ENCODER_CHANNELS[size]
+    layers: list[nn.Module] = [ConvLayer(3, in_ch, 1)]
+    for i in range(size.bit_length() - 1, 2, -1):
+        out_ch = ENCODER_CHANNELS[2 ** (i - 1)]
+        layers.append(ResBlock(in_ch, out_ch))
+        in_ch = out_ch
+    return layers, in_ch
+
+
 class EncoderApp(nn.Module):
     """(B, 3, size, size) in [-1, 1] -> (h (B, dim), feats coarse to fine).
 
@@ -18,13 +32,7 @@ class EncoderApp(nn.Module):
 
     def __init__(self, size: int = 256, dim: int = 512):
         super().__init__()
-        log_size = size.bit_length() - 1
-        in_ch = ENCODER_CHANNELS[size]
-        convs = [ConvLayer(3, in_ch, 1)]
-        for i in range(log_size, 2, -1):
-            out_ch = ENCODER_CHANNELS[2 ** (i - 1)]
-            convs.append(ResBlock(in_ch, out_ch))
-            in_ch = out_ch
+        convs, in_ch = residual_tower(size)
         convs.append(EqualConv2d(in_ch, dim, 4, padding=0, bias=False))
         self.convs = nn.ModuleList(convs)
 
