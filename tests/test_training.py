@@ -1,5 +1,6 @@
 """Training scripts: a few steps under torchrun (gloo), resume after a kill, checkpoints that load."""
 
+import json
 import os
 import signal
 import subprocess
@@ -18,20 +19,14 @@ from .test_data_preprocess import CFG, raw_dir  # noqa: F401  (fixture)
 
 @pytest.fixture(scope="module")
 def data(raw_dir, tmp_path_factory):  # noqa: F811
+    """The pre-processing tests' raw videos as a training set, with an `all` list of every clip."""
+    from data_preprocess.lmdb_store import LmdbReader
     from data_preprocess.prepare_dataset import prepare
 
     out = tmp_path_factory.mktemp("train_data")
     prepare(raw_dir, out, CFG, progress=False)
-    (out / "lists" / "train.json").write_text((out / "lists" / "train.json").read_text())
-    names = edtalk_names(out)
-    (out / "lists" / "all.json").write_text(__import__("json").dumps(names))
+    (out / "lists" / "all.json").write_text(json.dumps(LmdbReader(out / "lmdb").names()))
     return out
-
-
-def edtalk_names(out):
-    from data_preprocess.lmdb_store import LmdbReader
-
-    return LmdbReader(out / "lmdb").names()
 
 
 def script(name, *args, nproc=1):
