@@ -60,6 +60,12 @@ class SourceEncoding:
     def batch(self) -> int:
         return self.wa.shape[0]
 
+    def select(self, index: torch.Tensor) -> "SourceEncoding":
+        """The sources at `index` (a 1-D LongTensor of batch positions, repeats allowed), e.g. to
+        render several frames of each source in one batched decoder call."""
+        eem = None if self.eem is None else [e[index] for e in self.eem]
+        return SourceEncoding(wa=self.wa[index], feats=[f[index] for f in self.feats], eem=eem)
+
 
 def _motion_mlp(style_dim: int, out_dim: int, layers: int) -> nn.Sequential:
     """Affine EqualLinear stack, no nonlinearity (as in the official heads)."""

@@ -109,6 +109,8 @@ def test_batched_equals_per_frame_and_source_reuse(full_generator, ref_a):
         ref_a["source"].expand(2, -1, -1, -1), ref_a["lip_coef"], ref_a["pose_frames"], exp_weight
     )
     assert_close(repeated_source, batched, ATOL_OUT)
+    selected = gen.animate(src.select(torch.tensor([0, 0])), ref_a["lip_coef"], ref_a["pose_frames"], exp_weight)
+    assert_close(selected, batched, ATOL_OUT)
 
 
 def test_missing_parts_take_the_source_motion(full_generator, lip_pose_generator, ref_a):

@@ -146,3 +146,15 @@ def test_overfitting_one_pair_lowers_the_loss(data):
             optim.step()
             values.append(loss.item())
     assert values[-1] < 0.8 * values[0] and values[-1] < min(values[:4]), values
+
+
+def test_training_benchmark_reports_every_figure(data, tmp_path):
+    out = tmp_path / "train.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_train.py"), "--data", str(data), "--stages", "syncnet"]
+    cmd += ["--steps", "1", "--device", "cpu", "--json", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "syncnet" in result.stdout and "s/step" in result.stdout
+    (row,) = json.loads(out.read_text())["stages"]
+    assert row["stage"] == "syncnet" and row["batch_size"] == 2 and row["device"] == "cpu"
+    assert row["seconds_per_step"] > 0 and row["gflop_per_step"] > 1 and row["peak_rss_mb"] > 100

@@ -19,7 +19,7 @@ from .samples import save_grid
 log = logging.getLogger("train")
 
 
-def _batches(dataset, cfg: TrainConfig, start_step: int):
+def endless_batches(dataset, cfg: TrainConfig, start_step: int):
     """Endless batches; each process sees its own shard, reshuffled every epoch."""
     if distributed.world_size() > 1:
         sampler = DistributedSampler(dataset, shuffle=True, seed=cfg.seed, drop_last=True)
@@ -40,7 +40,7 @@ def _batches(dataset, cfg: TrainConfig, start_step: int):
         yield from loader
 
 
-def _to(batch: dict, device: torch.device) -> dict:
+def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
@@ -68,7 +68,7 @@ def _average_gradients(params: list[torch.nn.Parameter]) -> None:
         offset += g.numel()
 
 
-def _optimizers(stage, models: dict, cfg: TrainConfig):
+def optimizers(stage, models: dict, cfg: TrainConfig):
     """Adam with the official lazy-regularisation ratios (G: lr * 4/5, D: lr * 16/17; beta1 = 0)."""
     g_ratio, d_ratio = 4 / 5, 16 / 17
     g_optim = torch.optim.Adam(stage.trainable(models, cfg), lr=cfg.lr * g_ratio, betas=(0.0, 0.99**g_ratio))
@@ -76,6 +76,36 @@ def _optimizers(stage, models: dict, cfg: TrainConfig):
     if stage.has_discriminator:
         d_optim = torch.optim.Adam(models["dis"].parameters(), lr=cfg.lr * d_ratio, betas=(0.0, 0.99**d_ratio))
     return g_optim, d_optim
+
+
+def set_train_modes(models: dict) -> None:
+    """Train mode for the models that learn, eval mode for frozen ones (teachers, VGG, experts)."""
+    for model in models.values():
+        model.train(any(p.requires_grad for p in model.parameters()))
+
+
+def train_step(stage, models: dict, batch: dict, optims: tuple, scaler, weights: dict, use_amp: bool):
+    """One optimisation step: the stage's weighted generator losses, then (if it has one) the
+    discriminator on the same batch with the generator's outputs detached. Gradients are averaged
+    across processes. Returns (named losses, weighted total, images for the sample grid)."""
+    g_optim, d_optim = optims
+    device_type = next(v for v in batch.values() if torch.is_tensor(v)).device.type
+    with torch.autocast(device_type, enabled=use_amp):
+        named, images = stage.generator_losses(models, batch)
+        total = sum(weights[k] * v for k, v in named.items() if weights.get(k, 0))
+    g_optim.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    _average_gradients([p for group in g_optim.param_groups for p in group["params"]])
+    scaler.step(g_optim)
+    if d_optim is not None:
+        with torch.autocast(device_type, enabled=use_amp):
+            named["d"] = stage.discriminator_loss(models, images)
+        d_optim.zero_grad(set_to_none=True)
+        scaler.scale(named["d"]).backward()
+        _average_gradients(list(models["dis"].parameters()))
+        scaler.step(d_optim)
+    scaler.update()
+    return named, total, images
 
 
 def train(stage, cfg: TrainConfig) -> Path | None:
@@ -93,7 +123,7 @@ def train(stage, cfg: TrainConfig) -> Path | None:
             handlers=[logging.FileHandler(run_dir / "log.txt"), logging.StreamHandler()],
         )
     models = stage.build(cfg, device)
-    g_optim, d_optim = _optimizers(stage, models, cfg)
+    g_optim, d_optim = optimizers(stage, models, cfg)
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step = 0
@@ -109,35 +139,16 @@ def train(stage, cfg: TrainConfig) -> Path | None:
         log.info("resumed from %s at step %d", resume, step)
     _sync_start(models)
     weights = stage.weights | cfg.weights
-    for model in models.values():
-        model.train(any(p.requires_grad for p in model.parameters()))
-    batches = _batches(stage.dataset(cfg), cfg, step)
+    set_train_modes(models)
+    batches = endless_batches(stage.dataset(cfg), cfg, step)
     stats = open(run_dir / "stats.jsonl", "a") if distributed.is_main() else None
     last = None
     started = time.perf_counter()
 
     # ---- loop ---------------------------------------------------------------------------------
     while step < cfg.steps:
-        batch = _to(next(batches), device)
-
-        # Generator (or single-network) step: weighted sum of the stage's named losses.
-        with torch.autocast(device.type, enabled=use_amp):
-            named, images = stage.generator_losses(models, batch)
-            total = sum(weights[k] * v for k, v in named.items() if weights.get(k, 0))
-        g_optim.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        _average_gradients([p for group in g_optim.param_groups for p in group["params"]])
-        scaler.step(g_optim)
-
-        # Discriminator step on the same batch, with the generator's outputs detached.
-        if d_optim is not None:
-            with torch.autocast(device.type, enabled=use_amp):
-                named["d"] = stage.discriminator_loss(models, images)
-            d_optim.zero_grad(set_to_none=True)
-            scaler.scale(named["d"]).backward()
-            _average_gradients(list(models["dis"].parameters()))
-            scaler.step(d_optim)
-        scaler.update()
+        batch = to_device(next(batches), device)
+        named, total, images = train_step(stage, models, batch, (g_optim, d_optim), scaler, weights, use_amp)
         step += 1
 
         # Logs, sample grids and checkpoints (rank 0 writes).

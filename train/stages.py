@@ -117,28 +117,26 @@ class MouthPoseStage(GeneratorStage):
 
     def generator_losses(self, models: dict, batch: dict) -> tuple[dict, dict]:
         gen = models["gen"]
-        a, b = batch["img_a"], batch["img_b"]
-        recon_a = gen(batch["img_a_identity"], a)
-        recon_b = gen(batch["img_b_identity"], b)
-        # A's pose lives in imagea_b (A's frame, B's mouth), A's mouth in imageb_a, and vice versa.
-        recon_a_cross = gen.animate(batch["img_a_identity"], batch["imageb_a"], batch["imagea_b"])
-        recon_b_cross = gen.animate(batch["img_b_identity"], batch["imagea_b"], batch["imageb_a"])
-        parts = {}
-        for key, lip, pose in (
-            ("a", a, a),
-            ("b", b, b),
-            ("a_cross", batch["imageb_a"], batch["imagea_b"]),
-            ("b_cross", batch["imagea_b"], batch["imageb_a"]),
-        ):
-            alpha = torch.cat([gen.coefficients(gen.encode(lip), "lip"), gen.coefficients(gen.encode(pose), "pose")], 1)
-            parts[key] = gen.part_latents(alpha)
-        fakes = torch.cat([recon_a, recon_b, recon_a_cross, recon_b_cross])
+        a, b, ab, ba = batch["img_a"], batch["img_b"], batch["imagea_b"], batch["imageb_a"]
+        # One encoder pass for the four driving images, one for the two identities, one decoder
+        # pass for the four renders. A's pose lives in imagea_b (A's frame, B's mouth), A's mouth
+        # in imageb_a, and vice versa.
+        h = gen.encode(torch.cat([a, b, ab, ba]))
+        lip = dict(zip(("a", "b", "ab", "ba"), gen.coefficients(h, "lip").chunk(4)))
+        pose = dict(zip(("a", "b", "ab", "ba"), gen.coefficients(h, "pose").chunk(4)))
+        order = {"a": ("a", "a"), "b": ("b", "b"), "a_cross": ("ba", "ab"), "b_cross": ("ab", "ba")}
+        alpha = {k: torch.cat([lip[m], pose[p]], 1) for k, (m, p) in order.items()}
+        identities = torch.cat([batch["img_a_identity"], batch["img_b_identity"]])
+        sources = gen.encode_source(identities).select(torch.arange(len(identities), device=a.device).repeat(2))
+        latent, _ = gen.compose_latent(sources.wa, torch.cat(list(alpha.values())))
+        recon_a, recon_b, recon_a_cross, recon_b_cross = gen.render(sources, latent, None).chunk(4)
+        parts = {k: gen.part_latents(v) for k, v in alpha.items()}
         out = {
             "l1": losses.l1(recon_a, a) + losses.l1(recon_b, b),
             "vgg": models["vgg"](recon_a, a) + models["vgg"](recon_b, b),
             "cross_l1": losses.l1(recon_a_cross, a) + losses.l1(recon_b_cross, b),
             "cross_vgg": models["vgg"](recon_a_cross, a) + models["vgg"](recon_b_cross, b),
-            "gan": losses.g_nonsaturating(models["dis"](fakes)),
+            "gan": losses.g_nonsaturating(models["dis"](torch.cat([recon_a, recon_b, recon_a_cross, recon_b_cross]))),
             "lip_space": losses.latent_consistency(parts["a_cross"]["lip"], parts["a"]["lip"])
             + losses.latent_consistency(parts["b_cross"]["lip"], parts["b"]["lip"]),
             "pose_space": losses.latent_consistency(parts["a_cross"]["pose"], parts["a"]["pose"])
@@ -147,7 +145,7 @@ class MouthPoseStage(GeneratorStage):
         images = {
             "real": torch.cat([a, b]),
             "fake": torch.cat([recon_a_cross, recon_b_cross]),
-            "rows": [batch["img_a_identity"], batch["imagea_b"], batch["imageb_a"], recon_a_cross, a],
+            "rows": [batch["img_a_identity"], ab, ba, recon_a_cross, a],
         }
         return out, images
 
@@ -199,6 +197,8 @@ class SyncNetStage:
     checkpoint_key = "syncnet"
 
     def build(self, cfg: TrainConfig, device: torch.device) -> dict[str, nn.Module]:
+        if cfg.batch_size < 2:
+            raise SystemExit("the lip-sync expert has BatchNorm layers: train it with --batch_size 2 or more")
         net = SyncNet()
         if cfg.init:
             net.load_state_dict(strip_prefixes(load(cfg.init)["syncnet"]))
@@ -265,7 +265,7 @@ class Audio2MouthStage(SyncNetStage):
             h = gen.encode(flat)
             teacher_lip, teacher_pose = gen.coefficients(h, "lip"), gen.coefficients(h, "pose")
         predicted = models["audio2lip"](batch["mels"]).flatten(0, 1)  # (B*T, 20)
-        source = gen.encode_source(batch["identity"].repeat_interleave(t, dim=0))
+        source = gen.encode_source(batch["identity"]).select(torch.arange(b, device=flat.device).repeat_interleave(t))
         recon = gen.animate(source, predicted, teacher_pose)
         delta = lambda x: x.view(b, t, -1)[:, 1:] - x.view(b, t, -1)[:, :-1]  # noqa: E731
         out = {
