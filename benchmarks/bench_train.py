@@ -50,7 +50,7 @@ def prepare_data(folder: Path, seconds: float) -> Path:
     return out
 
 
-def seed_checkpoints(folder: Path) -> dict[str, dict[str, str]]:
+def seed_checkpoints(folder: Path, only_fine_tune_dec: bool) -> dict[str, dict]:
     """Random lip-pose generator and SyncNet checkpoints for the stages that start from them."""
     lip_pose, syncnet = folder / "lip_pose.pt", folder / "syncnet.pt"
     torch.save({"gen": Generator(LIP_POSE).state_dict()}, lip_pose)
@@ -58,7 +58,7 @@ def seed_checkpoints(folder: Path) -> dict[str, dict[str, str]]:
     return {
         "Expression_decouple": {"init": str(lip_pose)},
         "audio2mouth": {"generator": str(lip_pose), "syncnet": str(syncnet)},
-        "fine_tune": {"init": str(lip_pose)},
+        "fine_tune": {"init": str(lip_pose), "only_fine_tune_dec": only_fine_tune_dec},
     }
 
 
@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=2, help="per step (one process)")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per stage, after one warm-up step")
     parser.add_argument("--amp", action="store_true", help="autocast with a gradient scaler (CUDA)")
+    parser.add_argument("--only_fine_tune_dec", action="store_true", help="fine_tune stage: decoder only")
     parser.add_argument("--data", type=Path, help="a prepared dataset (default: 20 s made from the reference clip)")
     parser.add_argument("--split", default="all", help="list in <data>/lists/")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -144,7 +145,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or prepare_data(Path(tmp), 20.0)
-        extras = seed_checkpoints(Path(tmp))
+        extras = seed_checkpoints(Path(tmp), args.only_fine_tune_dec)
         print(f"device {args.device}, batch {args.batch_size}, torch {torch.__version__}")
         print(f"{'stage':<22} {'s/step':>8} {'s/sample':>9} {'GFLOP/step':>11} {'peak RSS MB':>12} {'peak GPU MB':>12}")
         results = []

@@ -36,6 +36,10 @@ def parser(description: str, example: str, save_default: str, inputs: list[str])
     )
     p.add_argument("--save_path", default=save_default, help="output .mp4 (H.264 + AAC, 25 fps)")
     p.add_argument("--ckpt_dir", default="ckpts", help="folder with the checkpoints (see ckpts/README.md)")
+    p.add_argument(
+        "--generator_ckpt",
+        help="generator checkpoint to use instead of the one in --ckpt_dir (e.g. fine-tuned on one person)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--batch_size", type=int, help="frames per network call (default: 1 on CPU, 16 on a GPU)")
     p.add_argument(
@@ -79,6 +83,7 @@ def render_to_file(args: argparse.Namespace, model: str) -> int:
             progress=not args.quiet,
             precision=args.precision,
             compile=args.compile,
+            generator_path=args.generator_ckpt,
         )
         result = pipe.render(args.source_path, paste_back=args.paste_back, **inputs)
         with VideoWriter(save_path, fps=result.fps, audio_path=result.audio_path) as writer:

@@ -124,6 +124,8 @@ class TalkingHeadPipeline:
     """Loads a generator (the full EDTalk or the lip-pose model) once and renders any number of clips.
 
     ckpt_dir: folder with EDTalk.pt / EDTalk_lip_pose.pt / Audio2Lip.pt / predefined_exp_weights/.
+    generator_path: a generator checkpoint to use instead of the one in ckpt_dir (e.g. a model
+        fine-tuned on one person by train/train_fine_tune.py); it must fit `model`.
     batch_size: frames per generator call (None: 1 on CPU, 16 on a GPU).
     crop: detect and align faces (False: inputs are already aligned crops, resized to 256 if needed).
     precision: 'fp32' (exact), or 'bf16' / 'fp16' autocast for the networks (faster on GPUs;
@@ -141,6 +143,7 @@ class TalkingHeadPipeline:
         progress: bool = True,
         precision: str = "fp32",
         compile: bool = False,
+        generator_path: str | Path | None = None,
     ):
         if batch_size is not None and batch_size < 1:
             raise EDTalkError(f"batch size must be at least 1, got {batch_size}")
@@ -150,7 +153,8 @@ class TalkingHeadPipeline:
         self.device = resolve_device(device)
         if precision == "fp16" and self.device.type == "cpu":
             raise EDTalkError("fp16 needs a GPU; use --precision bf16 or fp32 on the CPU")
-        self.generator: Generator = load_generator(self.ckpt_dir / MODEL_FILES[model], self.device, kind=model)
+        path = Path(generator_path) if generator_path else self.ckpt_dir / MODEL_FILES[model]
+        self.generator: Generator = load_generator(path, self.device, kind=model)
         if compile:
             self.generator.dec = torch.compile(self.generator.dec)
         self.batch_size = batch_size or default_batch_size(self.device)

@@ -263,6 +263,11 @@ def bad_files(tmp_path_factory):
             r"holds the lip-pose generator, but this mode needs the full generator EDTalk.pt",
         ),
         (
+            demo_EDTalk_A,
+            ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--generator_ckpt", "{bad}/none.pt"],
+            r"checkpoint not found: .*none.pt",
+        ),
+        (
             demo_lip_pose,
             ["--source_path", "{bad}/missing.jpg", "--audio_driving_path", SPEECH],
             r"image not found: .*missing.jpg",

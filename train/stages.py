@@ -182,7 +182,10 @@ class FineTuneStage(GeneratorStage):
 
     def trainable(self, models: dict, cfg: TrainConfig) -> list[nn.Parameter]:
         gen = models["gen"]
-        return list(gen.dec.parameters()) if cfg.only_fine_tune_dec else list(gen.parameters())
+        if not cfg.only_fine_tune_dec:
+            return list(gen.parameters())
+        gen.requires_grad_(False)  # no gradients computed for the frozen encoder and heads
+        return list(gen.dec.requires_grad_(True).parameters())
 
     def dataset(self, cfg: TrainConfig):
         return PairDataset(cfg.data, cfg.split, seed=cfg.seed, same_clip=True)
