@@ -16,7 +16,7 @@ from torch import nn
 from .bank import Direction, combine, orthonormal_basis
 from .decoder import Synthesis
 from .encoder import Encoder
-from .layers import EqualLinear
+from .layers import EqualLinear, ParameterCache
 
 PARTS = ("lip", "pose", "exp")
 
@@ -89,7 +89,7 @@ class Generator(nn.Module):
         if c.has_expression:
             self.direction_exp = Direction(c.exp_dim, c.style_dim)
             self.exp_fc = _motion_mlp(c.style_dim, c.exp_dim, 3)
-        self._basis_cache = None  # (bank versions, Q), see basis()
+        self._basis = ParameterCache()
 
     @property
     def has_expression(self) -> bool:
@@ -121,12 +121,7 @@ class Generator(nn.Module):
         banks = [self.direction_lipnonlip.weight]
         if self.has_expression:
             banks.append(self.direction_exp.weight)
-        if torch.is_grad_enabled():
-            return orthonormal_basis(*banks)
-        key = tuple((b.data_ptr(), b._version, b.device, b.dtype) for b in banks)
-        if self._basis_cache is None or self._basis_cache[0] != key:
-            self._basis_cache = (key, orthonormal_basis(*banks))
-        return self._basis_cache[1]
+        return self._basis.get(banks, lambda: orthonormal_basis(*banks))
 
     def compose_latent(self, wa: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """wa (1 or B, 512) and alpha (B, num_bases) -> latent (B, 512), expression latent (B, 512) or None."""

@@ -16,6 +16,30 @@ from torch import nn
 SQRT2 = 2**0.5
 
 
+class ParameterCache:
+    """A value derived from parameters (a scaled weight, a QR basis), computed once and reused at
+    inference until one of the parameters changes (in place, or moved to another device or
+    dtype). While autograd records, or torch.compile traces, it is recomputed on every call (so
+    gradients flow through it, and a compiled graph holds the computation instead)."""
+
+    def __init__(self):
+        self._key = None
+        self._value = None
+
+    def get(self, params: Sequence[torch.Tensor], compute):
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return compute()
+        key = tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in params)
+        if key != self._key:
+            self._key, self._value = key, compute()
+        return self._value
+
+
+def inplace_ok(x: torch.Tensor) -> bool:
+    """True when `x` may be overwritten (autograd is not recording): inference saves the copies."""
+    return not (torch.is_grad_enabled() and x.requires_grad)
+
+
 def make_kernel(taps: Sequence[float]) -> torch.Tensor:
     """Separable blur kernel: outer product of `taps` with itself, normalised to sum 1. (k, k)."""
     k = torch.tensor(taps, dtype=torch.float32)
@@ -78,9 +102,11 @@ class EqualConv2d(nn.Module):
         self.stride = stride
         self.padding = padding
         self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+        self._scaled = ParameterCache()
 
     def forward(self, x):
-        return F.conv2d(x, self.weight * self.scale, bias=self.bias, stride=self.stride, padding=self.padding)
+        weight = self._scaled.get([self.weight], lambda: self.weight * self.scale)
+        return F.conv2d(x, weight, bias=self.bias, stride=self.stride, padding=self.padding)
 
 
 class EqualLinear(nn.Module):
@@ -112,7 +138,10 @@ class FusedLeakyReLU(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x):
-        return F.leaky_relu(x + self.bias, 0.2) * SQRT2
+        out = x + self.bias
+        if inplace_ok(out):  # same values, two fewer full-size temporaries
+            return F.leaky_relu_(out, 0.2).mul_(SQRT2)
+        return F.leaky_relu(out, 0.2) * SQRT2
 
 
 class ConvLayer(nn.Sequential):
@@ -153,7 +182,10 @@ class ResBlock(nn.Module):
         self.skip = ConvLayer(in_ch, out_ch, 1, downsample=True, activate=False, bias=False)
 
     def forward(self, x):
-        return (self.conv2(self.conv1(x)) + self.skip(x)) / SQRT2
+        out = self.conv2(self.conv1(x))
+        if inplace_ok(out):
+            return out.add_(self.skip(x)).div_(SQRT2)
+        return (out + self.skip(x)) / SQRT2
 
 
 class ModulatedConv2d(nn.Module):
@@ -185,22 +217,30 @@ class ModulatedConv2d(nn.Module):
         self.padding = kernel_size // 2
         self.weight = nn.Parameter(torch.randn(1, out_ch, in_ch, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_ch, bias_init=1)
+        self._prepared = ParameterCache()
+
+    def _prepare(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale * w as (Cout, Cin, k, k) -- transposed to (Cin, Cout, k, k) for upsampling --,
+        sum over (k, k) of (scale * w)^2 as (Cin, Cout) for the demodulation)."""
+        weight = self.scale * self.weight[0]
+        squares = weight.pow(2).sum([2, 3]).t()
+        return (weight.transpose(0, 1).contiguous() if self.upsample else weight), squares
 
     def forward(self, x, style):
         # Computed as demod * conv(x * s, scale * w): the same result as convolving each sample
         # with its own weights scale * w * s * demod (the official grouped convolution), but with
         # one weight shared by the batch and no per-sample weight tensors.
         s = self.modulation(style)  # (B, Cin)
-        weight = self.scale * self.weight[0]  # (Cout, Cin, k, k)
+        weight, squares = self._prepared.get([self.weight], self._prepare)
         x = x * s[:, :, None, None]
         if self.upsample:
-            out = F.conv_transpose2d(x, weight.transpose(0, 1), padding=0, stride=2)
+            out = F.conv_transpose2d(x, weight, padding=0, stride=2)
         else:
             out = F.conv2d(x, weight, padding=self.padding)
         if self.demodulate:
-            # sum over (Cin, k, k) of (scale * w * s)^2 = (s^2) @ (sum over (k, k) of (scale * w)^2)^T
-            demod = torch.rsqrt(s.pow(2) @ weight.pow(2).sum([2, 3]).t() + 1e-8)  # (B, Cout)
-            out = out * demod[:, :, None, None]
+            # sum over (Cin, k, k) of (scale * w * s)^2 = (s^2) @ squares
+            demod = torch.rsqrt(s.pow(2) @ squares + 1e-8)  # (B, Cout)
+            out = out.mul_(demod[:, :, None, None]) if inplace_ok(out) else out * demod[:, :, None, None]
         return self.blur(out) if self.upsample else out
 
 
