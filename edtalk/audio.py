@@ -103,9 +103,8 @@ def _emphasised(wav: np.ndarray, lo: int, hi: int, n_fft: int, coef: float) -> n
     k = np.arange(lo, hi)
     k = np.abs(k)  # reflect at the start: -j -> j
     k = np.where(k >= n, 2 * (n - 1) - k, k)  # reflect at the end
-    x = wav.astype(np.float64)
-    prev = np.where(k > 0, x[np.maximum(k - 1, 0)], 0.0)
-    return x[k] + (-coef) * prev
+    prev = np.where(k > 0, wav[np.maximum(k - 1, 0)].astype(np.float64), 0.0)  # only the samples used
+    return wav[k].astype(np.float64) + (-coef) * prev
 
 
 def mel_frames(wav: np.ndarray, first: int, stop: int, cfg: AudioConfig = DEFAULT) -> np.ndarray:
