@@ -60,33 +60,76 @@ def _decode_with_ffmpeg(path: Path, out_wav: Path) -> None:
         raise AudioError(f"cannot read audio from {path}: {reason}")
 
 
-def _read(path: Path) -> tuple[np.ndarray, int]:
-    """(samples, channels) float32 and the sample rate; soundfile first, ffmpeg for other formats."""
+def _readable(path: Path) -> tuple[Path, tempfile.TemporaryDirectory | None]:
+    """A file soundfile can read with the same samples: `path` itself, or a float WAV decoded by
+    ffmpeg into a temporary folder (returned too, so the caller keeps it alive)."""
     try:
-        return soundfile.read(str(path), dtype="float32", always_2d=True)
+        soundfile.info(str(path))
+        return path, None
     except (soundfile.LibsndfileError, RuntimeError, TypeError):
         pass
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "decoded.wav"
-        _decode_with_ffmpeg(path, wav)
-        return soundfile.read(str(wav), dtype="float32", always_2d=True)
+    tmp = tempfile.TemporaryDirectory(prefix="edtalk_audio_")
+    decoded = Path(tmp.name) / "decoded.wav"
+    _decode_with_ffmpeg(path, decoded)
+    return decoded, tmp
 
 
-def load_wav(path: str | Path, sample_rate: int = DEFAULT.sample_rate) -> np.ndarray:
-    """Load any audio file as mono float32 at `sample_rate` (channels averaged, soxr resampling).
+class Waveform:
+    """Mono samples of an audio file, read from disk on demand so that a long clip is never held
+    whole in memory. `wav[indices]` (an integer array) and `wav.read(lo, hi)` return float32
+    samples; channels are averaged as in `librosa.load`. `head(n)` is the first n samples."""
 
-    For 16-bit PCM WAV at 16 kHz this is exactly the official `librosa.load(path, sr=16000)`.
+    def __init__(self, path: Path, length: int, sample_rate: int, keep: tempfile.TemporaryDirectory | None = None):
+        self.path, self.length, self.sample_rate = path, length, sample_rate
+        self._keep = keep  # a temporary folder holding `path`, removed with the last user
+
+    def __len__(self) -> int:
+        return self.length
+
+    def head(self, n: int) -> "Waveform":
+        return Waveform(self.path, min(n, self.length), self.sample_rate, self._keep)
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        """Samples lo..hi-1 (0 <= lo <= hi <= len), float32."""
+        with soundfile.SoundFile(str(self.path)) as f:
+            f.seek(lo)
+            block = f.read(hi - lo, dtype="float32", always_2d=True)
+        return np.ascontiguousarray(block.mean(axis=1) if block.shape[1] > 1 else block[:, 0], dtype=np.float32)
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        lo = int(index.min())
+        return self.read(lo, int(index.max()) + 1)[index - lo]
+
+
+def open_waveform(path: str | Path, sample_rate: int = DEFAULT.sample_rate) -> Waveform:
+    """Open any audio file (or a video's audio track) as 16 kHz mono samples read on demand.
+
+    A file at another sample rate is resampled once (soxr_hq, as librosa >= 0.10) into a temporary
+    float WAV: only then is the whole clip in memory, briefly. For 16-bit PCM WAV at 16 kHz the
+    samples are exactly the official `librosa.load(path, sr=16000)`.
     """
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"audio file not found: {path}")
-    data, sr = _read(path)
-    if data.size == 0:
+    readable, keep = _readable(path)
+    info = soundfile.info(str(readable))
+    if info.frames == 0:
         raise AudioError(f"audio file {path} contains no samples")
-    wav = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    if sr != sample_rate:
-        wav = librosa.resample(wav, orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq")
-    return np.ascontiguousarray(wav, dtype=np.float32)
+    wav = Waveform(readable, info.frames, info.samplerate, keep)
+    if info.samplerate == sample_rate:
+        return wav
+    whole = wav.read(0, len(wav))
+    samples = librosa.resample(whole, orig_sr=info.samplerate, target_sr=sample_rate, res_type="soxr_hq")
+    tmp = tempfile.TemporaryDirectory(prefix="edtalk_audio_")
+    out = Path(tmp.name) / "resampled.wav"
+    soundfile.write(str(out), samples, sample_rate, subtype="FLOAT")
+    return Waveform(out, len(samples), sample_rate, tmp)
+
+
+def load_wav(path: str | Path, sample_rate: int = DEFAULT.sample_rate) -> np.ndarray:
+    """The whole clip as 16 kHz mono float32 samples (see `open_waveform`, better for long clips)."""
+    wav = open_waveform(path, sample_rate)
+    return wav.read(0, len(wav))
 
 
 def frame_count(num_samples: int, fps: float = 25.0, sample_rate: int = DEFAULT.sample_rate) -> int:
@@ -94,7 +137,7 @@ def frame_count(num_samples: int, fps: float = 25.0, sample_rate: int = DEFAULT.
     return int(num_samples / (sample_rate / fps))
 
 
-def _emphasised(wav: np.ndarray, lo: int, hi: int, n_fft: int, coef: float) -> np.ndarray:
+def _emphasised(wav: "np.ndarray | Waveform", lo: int, hi: int, n_fft: int, coef: float) -> np.ndarray:
     """Samples lo..hi-1 of the pre-emphasised, reflect-padded signal (index 0 = first real sample).
 
     Equal, bit for bit, to slicing np.pad(lfilter([1, -coef], [1], wav), n_fft // 2, 'reflect').
@@ -107,7 +150,7 @@ def _emphasised(wav: np.ndarray, lo: int, hi: int, n_fft: int, coef: float) -> n
     return wav[k].astype(np.float64) + (-coef) * prev
 
 
-def mel_frames(wav: np.ndarray, first: int, stop: int, cfg: AudioConfig = DEFAULT) -> np.ndarray:
+def mel_frames(wav: "np.ndarray | Waveform", first: int, stop: int, cfg: AudioConfig = DEFAULT) -> np.ndarray:
     """Mel frames first..stop-1 of the whole clip's spectrogram, (stop - first, num_mels) float64.
 
     Each STFT frame only needs its own 800 samples, so any range is computed exactly as in the
@@ -165,7 +208,7 @@ def windows_from_mel(mel: np.ndarray, num_frames: int, fps: float = 25.0, cfg: A
 
 
 def mel_window_chunks(
-    wav: np.ndarray, num_frames: int, fps: float = 25.0, chunk: int = 1024, cfg: AudioConfig = DEFAULT
+    wav: "np.ndarray | Waveform", num_frames: int, fps: float = 25.0, chunk: int = 256, cfg: AudioConfig = DEFAULT
 ) -> Iterator[np.ndarray]:
     """The windows of `windows_from_mel(melspectrogram(wav), num_frames)`, `chunk` frames at a time.
 
@@ -179,19 +222,19 @@ def mel_window_chunks(
         yield np.ascontiguousarray(mel[idx - lo].transpose(0, 2, 1)[:, None].astype(np.float32))
 
 
-def load_for_video(wav_path: str | Path, fps: float = 25.0, cfg: AudioConfig = DEFAULT) -> tuple[np.ndarray, int]:
-    """(16 kHz samples cut to whole video frames, frame count T) for an output video at `fps`.
+def load_for_video(wav_path: str | Path, fps: float = 25.0, cfg: AudioConfig = DEFAULT) -> tuple[Waveform, int]:
+    """(16 kHz samples cut to whole video frames, read on demand; frame count T) for a video at `fps`.
 
     T = int(samples / (16000 / fps)); raises AudioError if the audio is shorter than one frame.
     """
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    wav = load_wav(wav_path, cfg.sample_rate)
+    wav = open_waveform(wav_path, cfg.sample_rate)
     num_frames = frame_count(len(wav), fps, cfg.sample_rate)
     if num_frames == 0:
         duration = len(wav) / cfg.sample_rate
         raise AudioError(f"audio {wav_path} lasts {duration:.3f} s, shorter than one video frame at {fps:g} fps")
-    return wav[: int(num_frames * cfg.sample_rate / fps)], num_frames
+    return wav.head(int(num_frames * cfg.sample_rate / fps)), num_frames
 
 
 def mel_windows(wav_path: str | Path, fps: float = 25.0, cfg: AudioConfig = DEFAULT) -> np.ndarray:

@@ -40,6 +40,7 @@ from .face_align import (
     smooth_transforms,
     warp,
 )
+from .memory import release_free_memory
 from .video_io import has_audio_stream, is_image, iter_frames, read_image, to_uint8, video_duration
 
 log = logging.getLogger(__name__)
@@ -237,9 +238,14 @@ class TalkingHeadPipeline:
         Mel windows are made and encoded a chunk at a time, so their memory stays constant.
         """
         wav, frames = audio_io.load_for_video(path, FPS)
-        chunks = (torch.from_numpy(w).to(self.device) for w in audio_io.mel_window_chunks(wav, frames, FPS))
+
+        def chunks():
+            for windows in audio_io.mel_window_chunks(wav, frames, FPS):
+                yield torch.from_numpy(windows).to(self.device)
+                release_free_memory()  # else the freed chunks stay resident (see edtalk/memory.py)
+
         with torch.inference_mode():
-            return self.audio2lip.predict_chunks(chunks)
+            return self.audio2lip.predict_chunks(chunks())
 
     def driver_coefficients(
         self, path: str | Path, parts: Sequence[str], limit: int | None = None
@@ -295,7 +301,7 @@ class TalkingHeadPipeline:
         exp_weight = self.expression_weight(exp_type) if exp_type else None
         lip_coefs = self.lip_from_audio(audio) if lip is None else None
         if lip is not None and audio is not None:
-            audio_io.load_wav(audio)  # only muxed: fail now rather than after rendering
+            audio_io.open_waveform(audio)  # only muxed: fail now rather than after rendering
         src = self.load_source(source, keep_original=paste_back)
         drivers = self._all_driver_coefficients({"lip": lip, "pose": pose, "exp": exp}, lip_coefs)
         lip_coefs = drivers.pop("lip", lip_coefs)

@@ -1,6 +1,7 @@
 """Audio front end and Audio2Lip against the official pipeline (audio_ref.npz), plus other formats."""
 
 import subprocess
+import tracemalloc
 
 import imageio_ffmpeg
 import librosa
@@ -46,6 +47,24 @@ def test_chunked_windows_are_exact(ref):
     chunks = list(audio.mel_window_chunks(wav, frames, chunk=7))
     assert [len(c) for c in chunks] == [7] * 12 + [1]
     np.testing.assert_array_equal(np.concatenate(chunks), ref["mel_windows"])
+
+
+def test_long_audio_is_streamed_from_disk(tmp_path):
+    path = tmp_path / "long.wav"
+    seconds = 300
+    soundfile.write(path, np.resize(audio.load_wav(SPEECH), 16000 * seconds), 16000, subtype="PCM_16")
+    wav, frames = audio.load_for_video(path)
+    assert isinstance(wav, audio.Waveform) and frames == 25 * seconds
+    streamed = audio.mel_window_chunks(wav, frames, chunk=64)
+    first = next(streamed)  # also librosa's one-time set-up
+    tracemalloc.start()
+    for _ in range(5):
+        next(streamed)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 0.25 * 16000 * seconds * 4  # far below the clip as float32 samples (19 MB)
+    whole = audio.load_wav(path)[: len(wav)]
+    np.testing.assert_array_equal(first, next(audio.mel_window_chunks(whole, frames, chunk=64)))
 
 
 def test_window_start_is_the_official_formula_at_25fps():
