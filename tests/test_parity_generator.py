@@ -172,3 +172,21 @@ def test_basis_is_cached_at_inference_and_follows_weight_changes():
         q3 = gen.basis()
         assert q3.requires_grad  # training differentiates through the QR
         torch.testing.assert_close(q3.detach(), q2)
+
+
+def test_cached_layer_weights_follow_loaded_and_optimised_weights(lip_pose_generator, ref_v):
+    """Inference caches scaled weights; a state-dict load or an optimiser step must not leave them stale."""
+    from networks import LIP_POSE, Generator
+
+    gen = Generator(LIP_POSE).eval()
+    source, lip = ref_v["source"], ref_v["lip_frames"][:1]
+    gen.animate(source, lip)  # fills the caches with the random initial weights
+    gen.load_state_dict(lip_pose_generator.state_dict())
+    assert_close(gen.animate(source, lip), lip_pose_generator.animate(source, lip), 0.0)
+    with torch.enable_grad():
+        optim = torch.optim.SGD(gen.parameters(), lr=0.1)
+        gen(source, lip).mean().backward()
+        optim.step()
+    fresh = Generator(LIP_POSE).eval()
+    fresh.load_state_dict(gen.state_dict())
+    assert_close(gen.animate(source, lip), fresh.animate(source, lip), 0.0)
