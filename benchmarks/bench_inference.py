@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import edtalk  # noqa: E402
 from edtalk import audio as audio_io  # noqa: E402
+from edtalk.device import synchronize  # noqa: E402
 from edtalk.pipeline import TalkingHeadPipeline, pingpong, to_tensor  # noqa: E402
 from edtalk.video_io import VideoWriter, iter_frames, read_image  # noqa: E402
 from networks import EDTALK, LIP_POSE, Audio2Lip, Generator  # noqa: E402
@@ -112,17 +113,12 @@ def generator_fps(pipe: TalkingHeadPipeline, batch: int, repeats: int = 2) -> fl
     with pipe._networks():
         src = gen.encode_source(torch.zeros(1, 3, 256, 256, device=dev))
         gen.animate(src, lip, pose, exp)  # warm-up
-        _sync(dev)
+        synchronize(dev)
         start = time.perf_counter()
         for _ in range(repeats):
             gen.animate(src, lip, pose, exp)
-        _sync(dev)
+        synchronize(dev)
     return batch * repeats / (time.perf_counter() - start)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def run_ours(pipe: TalkingHeadPipeline, inputs: dict, names: tuple, out: Path, max_frames: int | None) -> tuple:

@@ -4,7 +4,7 @@
     python benchmarks/bench_train.py [--device auto] [--batch_size 2] [--steps 3] [--stages E_G syncnet]
     python benchmarks/bench_train.py --data my_prepared_set --split train --json res/train.json
 
-For each stage it runs the real training step (train/loop.py: the stage's losses, backward,
+For each stage it runs the real training step (train/loop.py Trainer.step: the stage's losses, backward,
 optimiser, and the discriminator step where the stage has one) and reports seconds per step,
 per-sample seconds, GFLOP per step (forward + backward, counted by torch's FlopCounterMode) and
 peak memory (resident set of the stage's own process; on CUDA also the peak of allocated GPU
@@ -30,9 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_data import DEFAULT_VIDEO, make_raw_video  # noqa: E402
+from edtalk.device import resolve_device, synchronize  # noqa: E402
 from networks import LIP_POSE, Generator  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
-from train.loop import endless_batches, optimizers, set_train_modes, to_device, train_step  # noqa: E402
+from train.loop import Trainer, endless_batches, to_device  # noqa: E402
 from train.stages import STAGES  # noqa: E402
 from train.sync import SyncNet  # noqa: E402
 
@@ -66,21 +67,16 @@ def measure(stage_name: str, cfg: TrainConfig, steps: int) -> dict:
     """Seconds per step (mean of `steps` after one warm-up step), GFLOP per step and peak memory."""
     stage = STAGES[stage_name]()
     device = torch.device(cfg.device)
-    models = stage.build(cfg, device)
-    optims = optimizers(stage, models, cfg)
-    set_train_modes(models)
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    weights = stage.weights | cfg.weights
+    trainer = Trainer.build(stage, cfg, device)
     source = endless_batches(stage.dataset(cfg), cfg, 0)
     batches = [to_device(next(source), device) for _ in range(steps + 1)]
     with FlopCounterMode(display=False) as flops:
-        train_step(stage, models, batches[0], optims, scaler, weights, use_amp)
-    _sync(device)
+        trainer.step(batches[0])
+    synchronize(device)
     start = time.perf_counter()
     for batch in batches[1:]:
-        train_step(stage, models, batch, optims, scaler, weights, use_amp)
-    _sync(device)
+        trainer.step(batch)
+    synchronize(device)
     seconds = (time.perf_counter() - start) / steps
     result = {
         "stage": stage_name,
@@ -94,11 +90,6 @@ def measure(stage_name: str, cfg: TrainConfig, steps: int) -> dict:
     if device.type == "cuda":
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return result
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def run_stage(args, stage_name: str, data: Path, extra: dict) -> dict:
@@ -126,8 +117,6 @@ def main() -> None:
     parser.add_argument("--_one_stage", help=argparse.SUPPRESS)
     parser.add_argument("--_extra", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    from edtalk.device import resolve_device
 
     args.device = str(resolve_device(args.device))
     if args._one_stage:

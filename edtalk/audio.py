@@ -79,15 +79,15 @@ class Waveform:
     whole in memory. `wav[indices]` (an integer array) and `wav.read(lo, hi)` return float32
     samples; channels are averaged as in `librosa.load`. `head(n)` is the first n samples."""
 
-    def __init__(self, path: Path, length: int, sample_rate: int, keep: tempfile.TemporaryDirectory | None = None):
-        self.path, self.length, self.sample_rate = path, length, sample_rate
+    def __init__(self, path: Path, length: int, keep: tempfile.TemporaryDirectory | None = None):
+        self.path, self.length = path, length
         self._keep = keep  # a temporary folder holding `path`, removed with the last user
 
     def __len__(self) -> int:
         return self.length
 
     def head(self, n: int) -> "Waveform":
-        return Waveform(self.path, min(n, self.length), self.sample_rate, self._keep)
+        return Waveform(self.path, min(n, self.length), self._keep)
 
     def read(self, lo: int, hi: int) -> np.ndarray:
         """Samples lo..hi-1 (0 <= lo <= hi <= len), float32."""
@@ -101,8 +101,9 @@ class Waveform:
         return self.read(lo, int(index.max()) + 1)[index - lo]
 
 
-def open_waveform(path: str | Path, sample_rate: int = DEFAULT.sample_rate) -> Waveform:
-    """Open any audio file (or a video's audio track) as 16 kHz mono samples read on demand.
+def open_waveform(path: str | Path, sample_rate: int | None = DEFAULT.sample_rate) -> Waveform:
+    """Open any audio file (or a video's audio track) as mono samples at `sample_rate` (None: the
+    file's own rate, e.g. only to check that it is readable), read on demand.
 
     A file at another sample rate is resampled once (soxr_hq, as librosa >= 0.10) into a temporary
     float WAV: only then is the whole clip in memory, briefly. For 16-bit PCM WAV at 16 kHz the
@@ -115,15 +116,15 @@ def open_waveform(path: str | Path, sample_rate: int = DEFAULT.sample_rate) -> W
     info = soundfile.info(str(readable))
     if info.frames == 0:
         raise AudioError(f"audio file {path} contains no samples")
-    wav = Waveform(readable, info.frames, info.samplerate, keep)
-    if info.samplerate == sample_rate:
+    wav = Waveform(readable, info.frames, keep)
+    if sample_rate is None or info.samplerate == sample_rate:
         return wav
     whole = wav.read(0, len(wav))
     samples = librosa.resample(whole, orig_sr=info.samplerate, target_sr=sample_rate, res_type="soxr_hq")
     tmp = tempfile.TemporaryDirectory(prefix="edtalk_audio_")
     out = Path(tmp.name) / "resampled.wav"
     soundfile.write(str(out), samples, sample_rate, subtype="FLOAT")
-    return Waveform(out, len(samples), sample_rate, tmp)
+    return Waveform(out, len(samples), tmp)
 
 
 def load_wav(path: str | Path, sample_rate: int = DEFAULT.sample_rate) -> np.ndarray:
@@ -146,8 +147,9 @@ def _emphasised(wav: "np.ndarray | Waveform", lo: int, hi: int, n_fft: int, coef
     k = np.arange(lo, hi)
     k = np.abs(k)  # reflect at the start: -j -> j
     k = np.where(k >= n, 2 * (n - 1) - k, k)  # reflect at the end
-    prev = np.where(k > 0, wav[np.maximum(k - 1, 0)].astype(np.float64), 0.0)  # only the samples used
-    return wav[k].astype(np.float64) + (-coef) * prev
+    x = wav[np.concatenate([k, np.maximum(k - 1, 0)])].astype(np.float64)  # one read of the samples used
+    current, before = x[: len(k)], x[len(k) :]
+    return current + (-coef) * np.where(k > 0, before, 0.0)
 
 
 def mel_frames(wav: "np.ndarray | Waveform", first: int, stop: int, cfg: AudioConfig = DEFAULT) -> np.ndarray:

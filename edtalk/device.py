@@ -27,3 +27,11 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise EDTalkError(f"unsupported device '{name}': use auto, cpu, cuda, cuda:N or mps")
     return device
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait until queued GPU work on `device` has finished (for timing); nothing to do on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

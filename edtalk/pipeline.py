@@ -301,7 +301,7 @@ class TalkingHeadPipeline:
         exp_weight = self.expression_weight(exp_type) if exp_type else None
         lip_coefs = self.lip_from_audio(audio) if lip is None else None
         if lip is not None and audio is not None:
-            audio_io.open_waveform(audio)  # only muxed: fail now rather than after rendering
+            audio_io.open_waveform(audio, sample_rate=None)  # only muxed: fail now, not after rendering
         src = self.load_source(source, keep_original=paste_back)
         drivers = self._all_driver_coefficients({"lip": lip, "pose": pose, "exp": exp}, lip_coefs)
         lip_coefs = drivers.pop("lip", lip_coefs)

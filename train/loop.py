@@ -68,7 +68,7 @@ def _average_gradients(params: list[torch.nn.Parameter]) -> None:
         offset += g.numel()
 
 
-def optimizers(stage, models: dict, cfg: TrainConfig):
+def _optimizers(stage, models: dict, cfg: TrainConfig):
     """Adam with the official lazy-regularisation ratios (G: lr * 4/5, D: lr * 16/17; beta1 = 0)."""
     g_ratio, d_ratio = 4 / 5, 16 / 17
     g_optim = torch.optim.Adam(stage.trainable(models, cfg), lr=cfg.lr * g_ratio, betas=(0.0, 0.99**g_ratio))
@@ -78,34 +78,57 @@ def optimizers(stage, models: dict, cfg: TrainConfig):
     return g_optim, d_optim
 
 
-def set_train_modes(models: dict) -> None:
+def _set_train_modes(models: dict) -> None:
     """Train mode for the models that learn, eval mode for frozen ones (teachers, VGG, experts)."""
     for model in models.values():
         model.train(any(p.requires_grad for p in model.parameters()))
 
 
-def train_step(stage, models: dict, batch: dict, optims: tuple, scaler, weights: dict, use_amp: bool):
-    """One optimisation step: the stage's weighted generator losses, then (if it has one) the
-    discriminator on the same batch with the generator's outputs detached. Gradients are averaged
-    across processes. Returns (named losses, weighted total, images for the sample grid)."""
-    g_optim, d_optim = optims
-    device_type = next(v for v in batch.values() if torch.is_tensor(v)).device.type
-    with torch.autocast(device_type, enabled=use_amp):
-        named, images = stage.generator_losses(models, batch)
-        total = sum(weights[k] * v for k, v in named.items() if weights.get(k, 0))
-    g_optim.zero_grad(set_to_none=True)
-    scaler.scale(total).backward()
-    _average_gradients([p for group in g_optim.param_groups for p in group["params"]])
-    scaler.step(g_optim)
-    if d_optim is not None:
-        with torch.autocast(device_type, enabled=use_amp):
-            named["d"] = stage.discriminator_loss(models, images)
-        d_optim.zero_grad(set_to_none=True)
-        scaler.scale(named["d"]).backward()
-        _average_gradients(list(models["dis"].parameters()))
-        scaler.step(d_optim)
-    scaler.update()
-    return named, total, images
+@dataclasses.dataclass
+class Trainer:
+    """What one training run holds besides the data: models, optimisers (the discriminator's is
+    None when the stage has none), gradient scaler and loss weights."""
+
+    stage: object
+    models: dict
+    g_optim: torch.optim.Optimizer
+    d_optim: torch.optim.Optimizer | None
+    scaler: torch.amp.GradScaler
+    weights: dict
+    use_amp: bool
+
+    @classmethod
+    def build(cls, stage, cfg: TrainConfig, device: torch.device) -> "Trainer":
+        """Fresh models and optimisers for `stage` on `device` (AMP only on CUDA, when asked)."""
+        models = stage.build(cfg, device)
+        g_optim, d_optim = _optimizers(stage, models, cfg)
+        _set_train_modes(models)
+        use_amp = cfg.amp and device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        return cls(stage, models, g_optim, d_optim, scaler, stage.weights | cfg.weights, use_amp)
+
+    def step(self, batch: dict) -> tuple[dict, torch.Tensor, dict]:
+        """One optimisation step: the stage's weighted generator losses, then (if it has one) the
+        discriminator on the same batch with the generator's outputs detached. Gradients are
+        averaged across processes. Returns (named losses, weighted total, images for the grid)."""
+        stage, models, weights, scaler = self.stage, self.models, self.weights, self.scaler
+        device_type = next(v for v in batch.values() if torch.is_tensor(v)).device.type
+        with torch.autocast(device_type, enabled=self.use_amp):
+            named, images = stage.generator_losses(models, batch)
+            total = sum(weights[k] * v for k, v in named.items() if weights.get(k, 0))
+        self.g_optim.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        _average_gradients([p for group in self.g_optim.param_groups for p in group["params"]])
+        scaler.step(self.g_optim)
+        if self.d_optim is not None:
+            with torch.autocast(device_type, enabled=self.use_amp):
+                named["d"] = stage.discriminator_loss(models, images)
+            self.d_optim.zero_grad(set_to_none=True)
+            scaler.scale(named["d"]).backward()
+            _average_gradients(list(models["dis"].parameters()))
+            scaler.step(self.d_optim)
+        scaler.update()
+        return named, total, images
 
 
 def train(stage, cfg: TrainConfig) -> Path | None:
@@ -122,10 +145,8 @@ def train(stage, cfg: TrainConfig) -> Path | None:
             format="%(asctime)s %(message)s",
             handlers=[logging.FileHandler(run_dir / "log.txt"), logging.StreamHandler()],
         )
-    models = stage.build(cfg, device)
-    g_optim, d_optim = optimizers(stage, models, cfg)
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    trainer = Trainer.build(stage, cfg, device)
+    models, g_optim, d_optim, scaler = trainer.models, trainer.g_optim, trainer.d_optim, trainer.scaler
     step = 0
     resume = checkpoint.latest(run_dir) if cfg.resume == "auto" else cfg.resume
     if resume:
@@ -138,8 +159,6 @@ def train(stage, cfg: TrainConfig) -> Path | None:
         step = state["step"]
         log.info("resumed from %s at step %d", resume, step)
     _sync_start(models)
-    weights = stage.weights | cfg.weights
-    set_train_modes(models)
     batches = endless_batches(stage.dataset(cfg), cfg, step)
     stats = open(run_dir / "stats.jsonl", "a") if distributed.is_main() else None
     last = None
@@ -148,7 +167,7 @@ def train(stage, cfg: TrainConfig) -> Path | None:
     # ---- loop ---------------------------------------------------------------------------------
     while step < cfg.steps:
         batch = to_device(next(batches), device)
-        named, total, images = train_step(stage, models, batch, (g_optim, d_optim), scaler, weights, use_amp)
+        named, total, images = trainer.step(batch)
         step += 1
 
         # Logs, sample grids and checkpoints (rank 0 writes).
