@@ -26,7 +26,7 @@ from data_preprocess.dataset import AudioWindowDataset, PairDataset  # noqa: E40
 from data_preprocess.lmdb_store import LmdbReader  # noqa: E402
 from data_preprocess.prepare_dataset import PrepareConfig, prepare  # noqa: E402
 
-DEFAULT_VIDEO = ROOT.parent / "shared" / "reference" / "media" / "pose_source1.mp4"
+DEFAULT_VIDEO = ROOT / "tests" / "fixtures" / "media" / "pose_source1.mp4"
 
 
 def make_raw_video(source: Path, audio: Path, seconds: float, out: Path) -> None:

@@ -32,8 +32,10 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_data import DEFAULT_VIDEO, make_raw_video  # noqa: E402
 from edtalk.device import resolve_device, synchronize  # noqa: E402
 from networks import LIP_POSE, Generator  # noqa: E402
+from networks.discriminator import Discriminator  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
-from train.loop import Trainer, endless_batches, to_device  # noqa: E402
+from train.loop import Trainer  # noqa: E402
+from train.sampling import endless_batches, to_device  # noqa: E402
 from train.stages import STAGES  # noqa: E402
 from train.sync import SyncNet  # noqa: E402
 
@@ -52,9 +54,10 @@ def prepare_data(folder: Path, seconds: float) -> Path:
 
 
 def seed_checkpoints(folder: Path, only_fine_tune_dec: bool) -> dict[str, dict]:
-    """Random lip-pose generator and SyncNet checkpoints for the stages that start from them."""
+    """Random lip-pose generator (with its discriminator, which the audio stage's GAN term uses) and
+    SyncNet checkpoints for the stages that start from them."""
     lip_pose, syncnet = folder / "lip_pose.pt", folder / "syncnet.pt"
-    torch.save({"gen": Generator(LIP_POSE).state_dict()}, lip_pose)
+    torch.save({"gen": Generator(LIP_POSE).state_dict(), "dis": Discriminator().state_dict()}, lip_pose)
     torch.save({"syncnet": SyncNet().state_dict(), "step": 0}, syncnet)
     return {
         "Expression_decouple": {"init": str(lip_pose)},
@@ -68,7 +71,7 @@ def measure(stage_name: str, cfg: TrainConfig, steps: int) -> dict:
     stage = STAGES[stage_name]()
     device = torch.device(cfg.device)
     trainer = Trainer.build(stage, cfg, device)
-    source = endless_batches(stage.dataset(cfg), cfg, 0)
+    source = endless_batches(stage.dataset(cfg, cfg.split), cfg, 0, rank=0, world=1)
     batches = [to_device(next(source), device) for _ in range(steps + 1)]
     with FlopCounterMode(display=False) as flops:
         trainer.step(batches[0])

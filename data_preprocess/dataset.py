@@ -11,6 +11,7 @@ The lmdb is opened lazily in each DataLoader worker (see LmdbReader).
   windows (and an off-sync window).
 """
 
+import abc
 import json
 import random
 from collections import defaultdict
@@ -32,11 +33,14 @@ def image_tensor(frame: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div(127.5).sub(1)
 
 
-class LmdbClips(Dataset):
+class LmdbClips(Dataset, abc.ABC):
     """Base: the clips of one split (`<root>/lists/<split>.json`) in `<root>/lmdb`.
 
-    One item per clip; `seed` makes the random frame choices reproducible per (epoch, index)
-    when set (call `set_epoch` each epoch), and otherwise uses Python's global RNG.
+    One item per clip. An item is addressed by its clip index or by `(epoch, index)`; with a `seed`
+    its random frame choices are a function of (seed, epoch, index) (a bare index is epoch 0), so
+    every epoch draws new frames in whichever worker process serves it (`EpochSampler` sends the
+    epoch with each index), and any run replays exactly. Without a seed, Python's RNG is used.
+    Every item carries its clip `index`.
     """
 
     def __init__(self, root: str | Path, split: str = "train", seed: int | None = None):
@@ -50,16 +54,18 @@ class LmdbClips(Dataset):
         for name in self.names:
             self.by_group[group_of(name)].append(name)
         self.seed = seed
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.names)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        rng = random.Random(None if self.seed is None else hash((self.seed, epoch, index)))
+        return {**self.sample(index, rng), "index": index}
 
-    def rng(self, index: int) -> random.Random:
-        return random.Random(None if self.seed is None else hash((self.seed, self.epoch, index)))
+    @abc.abstractmethod
+    def sample(self, index: int, rng: random.Random) -> dict:
+        """The training sample of clip `index`, its random choices drawn from `rng`."""
 
     def image(self, name: str, frame: int) -> torch.Tensor:
         return image_tensor(self.reader.frame(name, frame))
@@ -78,8 +84,7 @@ class PairDataset(LmdbClips):
         super().__init__(root, split, seed)
         self.same_clip = same_clip
 
-    def __getitem__(self, index: int) -> dict:
-        rng = self.rng(index)
+    def sample(self, index: int, rng: random.Random) -> dict:
         name = self.names[index]
         source_name = name if self.same_clip else self._source_clip(name, rng)
         target = rng.randrange(self.reader.length(name))
@@ -128,8 +133,7 @@ class CrossPairDataset(LmdbClips):
     lost are not used as targets.
     """
 
-    def __getitem__(self, index: int) -> dict:
-        rng = self.rng(index)
+    def sample(self, index: int, rng: random.Random) -> dict:
         name_a = self.names[index]
         groups = [g for g in self.by_group if g != group_of(name_a)] or [group_of(name_a)]
         name_b = rng.choice(self.by_group[rng.choice(groups)])
@@ -177,8 +181,7 @@ class AudioWindowDataset(LmdbClips):
         self.window = window
         self.sync_negatives = sync_negatives
 
-    def __getitem__(self, index: int) -> dict:
-        rng = self.rng(index)
+    def sample(self, index: int, rng: random.Random) -> dict:
         name = self.names[index]
         length = self.reader.length(name)
         start = rng.randrange(length - self.window + 1)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build our 68-point face template (edtalk/assets/face_template_68.npy) for the 256x256 crop.
 
-    python data_preprocess/make_face_template.py [--media ../shared/reference/media]
+    python data_preprocess/make_face_template.py [--media tests/fixtures/media]
 
 The official crop uses a template we do not ship. We rebuild the same geometry: dlib 68-point
 landmarks on already aligned 256x256 crops (an image and every frame of a video) are brought
@@ -19,6 +19,8 @@ from skimage.transform import SimilarityTransform
 from edtalk.face_align import TEMPLATE_PATH, FaceAligner
 from edtalk.video_io import iter_frames, read_image
 
+DEFAULT_MEDIA = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "media"
+
 # Official crop geometry (x, y) in the 256x256 frame: right-eye centre, left-eye centre, nose tip,
 # mouth corners, inner-mouth centre, chin.
 ANCHORS = np.array([[106.3, 113.0], [165.5, 113.5], [143, 143], [112, 180], [161, 180], [138.6, 179.6], [135, 224]])
@@ -32,7 +34,7 @@ def anchor_points(shape: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--media", default="../shared/reference/media", help="folder with aligned crops")
+    parser.add_argument("--media", default=str(DEFAULT_MEDIA), help="folder with aligned crops")
     args = parser.parse_args()
     media = Path(args.media)
     aligner = FaceAligner()

@@ -141,7 +141,8 @@ def frame_count(num_samples: int, fps: float = 25.0, sample_rate: int = DEFAULT.
 def _emphasised(wav: "np.ndarray | Waveform", lo: int, hi: int, n_fft: int, coef: float) -> np.ndarray:
     """Samples lo..hi-1 of the pre-emphasised, reflect-padded signal (index 0 = first real sample).
 
-    Equal, bit for bit, to slicing np.pad(lfilter([1, -coef], [1], wav), n_fft // 2, 'reflect').
+    The same float64 operations as slicing np.pad(lfilter([1, -coef], [1], wav), n_fft // 2,
+    'reflect') (equal bit for bit on the CPUs we measured; not promised for every build).
     """
     n = len(wav)
     k = np.arange(lo, hi)
@@ -155,8 +156,10 @@ def _emphasised(wav: "np.ndarray | Waveform", lo: int, hi: int, n_fft: int, coef
 def mel_frames(wav: "np.ndarray | Waveform", first: int, stop: int, cfg: AudioConfig = DEFAULT) -> np.ndarray:
     """Mel frames first..stop-1 of the whole clip's spectrogram, (stop - first, num_mels) float64.
 
-    Each STFT frame only needs its own 800 samples, so any range is computed exactly as in the
-    whole-clip spectrogram while touching only those samples.
+    Each STFT frame only needs its own 800 samples, so any range is computed with the same
+    per-frame arithmetic as the whole-clip spectrogram while touching only those samples (the mel
+    matrix product then has another shape, so a BLAS may round a last bit differently; we measured
+    no difference).
     """
     pad = cfg.n_fft // 2
     segment = _emphasised(

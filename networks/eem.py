@@ -54,6 +54,19 @@ class EEM(nn.Module):
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         return ADAIN.normalize(self.conv2(x))
 
+    @torch.no_grad()
+    def init_identity(self) -> None:
+        """Make the block an exact identity that still learns: the AdaIN scale 1 + gamma is 0
+        (norm2.mlp_gamma weight 0, bias -1) and the shift beta is 0 (norm2.mlp_beta weight and bias
+        0), so x + AdaIN(conv2 x, e) = x for every e, while gamma and beta receive gradients
+        (d out / d gamma = IN(conv2 x), d out / d beta = 1). conv2 is left as it is: zeroing it
+        would feed the instance norm a constant, whose gradient is scaled by 1 / sqrt(eps)."""
+        gamma, beta = self.norm2.mlp_gamma, self.norm2.mlp_beta
+        gamma.weight.zero_()
+        gamma.bias.fill_(-1.0)
+        beta.weight.zero_()
+        beta.bias.zero_()
+
     def forward(self, x: torch.Tensor, e: torch.Tensor | None, normalized: torch.Tensor | None = None) -> torch.Tensor:
         if e is None:
             return x

@@ -95,6 +95,29 @@ class Generator(nn.Module):
     def has_expression(self) -> bool:
         return self.config.has_expression
 
+    @torch.no_grad()
+    def init_expression_identity(self) -> None:
+        """Initialise the expression parts (full model) so that the generator renders exactly what
+        the lip-pose generator with the same shared weights (enc, fc, lip_fc, pose_fc,
+        direction_lipnonlip, dec) renders, for any input, yet every expression parameter can learn.
+
+        The expression acts twice: through alpha_exp = exp_fc(fc(h)) times the expression bases
+        inside the latent, and through the expression latent e that conditions the EEM blocks.
+        The last layer of exp_fc is zeroed, so alpha_exp = 0 and e = 0; the joint QR of
+        [mouth | pose | expression] keeps its first 26 columns equal to the QR of the lip-pose bank
+        alone (Householder QR: column k of Q depends on columns <= k only), so the latent is the
+        lip-pose one. Each EEM becomes an identity (`EEM.init_identity`). Gradients still reach
+        exp_fc (through the latent), gamma and beta of every EEM; direction_exp and the EEMs'
+        shared MLPs receive theirs once alpha_exp and gamma/beta have moved away from 0.
+        """
+        if not self.has_expression:
+            raise ValueError("init_expression_identity needs the full generator (exp_dim > 0)")
+        last = self.exp_fc[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+        for block in self.dec.fineadainresblock:
+            block.init_identity()
+
     # ---- steps ---------------------------------------------------------------------------------
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,6 @@
-"""Shared fixtures: the reference folder, synthetic official-format weights (made once, cached)."""
+"""Shared fixtures: the in-repo parity fixtures and media, synthetic official-format weights (made once, cached)."""
 
 import hashlib
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,16 +8,18 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference"
-PARITY = REFERENCE / "parity"
-MEDIA = REFERENCE / "media"
+FIXTURES = ROOT / "tests" / "fixtures"  # see tests/fixtures/README.md
+PARITY = FIXTURES / "parity"  # reference outputs of the official code + weight checksums
+MEDIA = FIXTURES / "media"  # face image, head-motion video, speech
+TABLES = FIXTURES / "tables"  # official state-dict tables (key, shape, dtype, kind)
+GENERATOR = ROOT / "tests" / "synthetic_weights.py"
 WEIGHTS_CACHE = ROOT / ".cache" / "test_weights"
 
 
 def _weights_stamp() -> str:
-    """Hash of the generator script and tables: regenerate the cached weights when they change."""
+    """Hash of our generator and the tables: regenerate the cached weights when they change."""
     h = hashlib.sha256()
-    for path in [PARITY / "make_weights.py", *sorted(REFERENCE.glob("*_state_dict.tsv"))]:
+    for path in [GENERATOR, *sorted(TABLES.glob("*_state_dict.tsv"))]:
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -27,15 +27,14 @@ def _weights_stamp() -> str:
 @pytest.fixture(scope="session")
 def synthetic_ckpts() -> Path:
     """Folder with synthetic EDTalk.pt, EDTalk_lip_pose.pt and Audio2Lip.pt (official format)."""
-    if not REFERENCE.is_dir():
-        pytest.fail(f"reference material missing: expected {REFERENCE} (the shared/ folder beside the repo)")
+    from .synthetic_weights import write_checkpoints
+
     stamp = WEIGHTS_CACHE / f"stamp-{_weights_stamp()}"
     if not stamp.exists():
         WEIGHTS_CACHE.mkdir(parents=True, exist_ok=True)
         for old in WEIGHTS_CACHE.glob("stamp-*"):
             old.unlink()
-        cmd = [sys.executable, str(PARITY / "make_weights.py"), "--out", str(WEIGHTS_CACHE)]
-        subprocess.run(cmd, check=True, capture_output=True)
+        write_checkpoints(WEIGHTS_CACHE, TABLES)
         stamp.touch()
     return WEIGHTS_CACHE
 

@@ -179,8 +179,9 @@ def test_datasets_through_a_multi_worker_loader(dataset, workers):
     assert batch["source"].min() >= -1 and batch["source"].max() <= 1
 
     cross = next(iter(DataLoader(CrossPairDataset(out, "all", seed=0), batch_size=2, num_workers=workers)))
-    assert set(cross) == {"img_a_identity", "img_a", "img_b_identity", "img_b", "imagea_b", "imageb_a"}
-    assert all(v.shape == (2, 3, 256, 256) for v in cross.values())
+    images = {"img_a_identity", "img_a", "img_b_identity", "img_b", "imagea_b", "imageb_a"}
+    assert set(cross) == images | {"index"} and cross["index"].tolist() == [0, 1]
+    assert all(cross[k].shape == (2, 3, 256, 256) for k in images)
 
     audio = AudioWindowDataset(out, "all", seed=0, window=5, sync_negatives=True)
     assert sorted(audio.names) == ["anna#1", "anna#2", "carl"]  # bob has no audio
@@ -200,3 +201,5 @@ def test_seeded_samples_are_reproducible(dataset):
     out, _ = dataset
     a, b = PairDataset(out, "train", seed=3), PairDataset(out, "train", seed=3)
     assert torch.equal(a[0]["source"], b[0]["source"]) and torch.equal(a[0]["target"], b[0]["target"])
+    assert torch.equal(a[(0, 0)]["target"], a[0]["target"])  # a bare index is epoch 0
+    assert not torch.equal(a[(1, 0)]["target"], a[0]["target"])  # another epoch, other frames

@@ -9,6 +9,10 @@ from .conftest import load_fixture
 
 ATOL_OUT = 1e-4
 ATOL_INTERMEDIATE = 2e-5
+# The motion bank Q comes from a float32 Householder QR (LAPACK): its rounding depends on the CPU's
+# code path (AVX-512/AMX vs AVX2), so it is not bit-identical across machines. Measured max abs
+# difference to the fixtures: 1.2e-7 (Intel AVX-512/AMX), 1.6e-7 (MKL/oneDNN restricted to AVX2).
+ATOL_Q = 1e-6
 
 
 def assert_close(actual, expected, atol):
@@ -39,7 +43,7 @@ def test_full_generator_audio_mode_matches_official(full_generator, ref_a):
     gen = full_generator
     src = gen.encode_source(ref_a["source"])
     check_source_encoding(src, ref_a)
-    assert torch.equal(gen.basis(), ref_a["Q"])
+    assert_close(gen.basis(), ref_a["Q"], ATOL_Q)
 
     h = gen.encode(torch.cat([ref_a["exp_frames"], ref_a["pose_frames"]]))
     assert_close(h[:2], ref_a["enc_h"][:, 1], ATOL_INTERMEDIATE)
@@ -60,7 +64,7 @@ def test_lip_pose_generator_video_mode_matches_official(lip_pose_generator, ref_
     gen = lip_pose_generator
     src = gen.encode_source(ref_v["source"])
     check_source_encoding(src, ref_v)
-    assert torch.equal(gen.basis(), ref_v["Q"])
+    assert_close(gen.basis(), ref_v["Q"], ATOL_Q)
     h_pose, h_lip = gen.encode(ref_v["pose_frames"]), gen.encode(ref_v["lip_frames"])
     alpha = torch.cat([gen.coefficients(h_lip, "lip"), gen.coefficients(h_pose, "pose")], 1)
     assert_close(alpha, ref_v["alpha"], ATOL_INTERMEDIATE)

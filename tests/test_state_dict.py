@@ -7,7 +7,7 @@ import torch
 
 from networks import EDTALK, LIP_POSE, Audio2Lip, Generator
 
-from .conftest import REFERENCE
+from .conftest import TABLES
 
 MODELS = {
     "EDTalk_generator": lambda: Generator(EDTALK),
@@ -18,7 +18,7 @@ MODELS = {
 
 def read_table(name):
     rows = {}
-    with open(REFERENCE / f"{name}_state_dict.tsv") as f:
+    with open(TABLES / f"{name}_state_dict.tsv") as f:
         assert f.readline().split() == ["key", "shape", "dtype", "kind"]
         for line in f:
             if line.strip():

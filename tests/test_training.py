@@ -13,7 +13,7 @@ import torch
 import edtalk
 from train.stages import EncoderGeneratorStage
 
-from .conftest import ROOT
+from .conftest import MEDIA, ROOT
 from .test_data_preprocess import CFG, raw_dir  # noqa: F401  (fixture)
 
 
@@ -60,8 +60,8 @@ def test_e_g_under_torchrun_then_resume_and_render(data, tmp_path, synthetic_ckp
     import demo_lip_pose
 
     out = tmp_path / "trained.mp4"
-    args = ["--source_path", ROOT.parent / "shared/reference/media/identity_source.jpg", "--no_crop", "--quiet"]
-    args += ["--audio_driving_path", ROOT.parent / "shared/reference/media/speech_16k_e2e.wav"]
+    args = ["--source_path", MEDIA / "identity_source.jpg", "--no_crop", "--quiet"]
+    args += ["--audio_driving_path", MEDIA / "speech_16k_e2e.wav"]
     args += ["--ckpt_dir", synthetic_ckpts, "--generator_ckpt", run / "checkpoints" / "000002.pt", "--save_path", out]
     assert demo_lip_pose.main(list(map(str, args))) == 0
     assert out.exists()
@@ -96,32 +96,59 @@ def test_killed_run_resumes_from_its_last_checkpoint(data, tmp_path):
     assert (run / "checkpoints" / f"{saved + 1:06d}.pt").exists()
 
 
-@pytest.mark.parametrize(
-    "name, extra",
-    [
-        ("train_Mouth_Pose_decouple", ["--batch_size", 1]),
-        ("train_Expression_decouple", ["--batch_size", 1]),
-        ("train_fine_tune", ["--batch_size", 1, "--only_fine_tune_dec"]),
-        ("train_audio2mouth", ["--batch_size", 1]),
-    ],
-)
-def test_other_stages_run_under_torchrun(data, tmp_path, synthetic_ckpts, name, extra):
-    lip_pose = synthetic_ckpts / "EDTalk_lip_pose.pt"
-    init = {
-        "train_fine_tune": ["--init", lip_pose],
-        "train_Expression_decouple": ["--init", lip_pose],
-        "train_audio2mouth": ["--generator", lip_pose],
-    }.get(name, [])
+def _is_expression(key):
+    return key.startswith(("exp_fc.", "direction_exp.", "dec.fineadainresblock."))
+
+
+# stage -> (extra flags, checkpoint entry, its frozen parameters, its trained parameters)
+STAGE_CASES = {
+    "Mouth_Pose_decouple": ([], "gen", lambda k: False, lambda k: True),
+    "Expression_decouple": (["--init", "LIP_POSE"], "gen", lambda k: not _is_expression(k), _is_expression),
+    "fine_tune": (
+        ["--init", "LIP_POSE", "--only_fine_tune_dec"],
+        "gen",
+        lambda k: not k.startswith("dec."),
+        lambda k: k.startswith("dec."),
+    ),
+    "audio2mouth": (
+        ["--generator", "LIP_POSE", "--init", "AUDIO2LIP"],
+        "audio2lip",
+        lambda k: k.startswith("audio_encoder."),
+        lambda k: k.startswith("mapping."),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(STAGE_CASES))
+def test_other_stages_under_torchrun_train_only_their_parameters(data, tmp_path, synthetic_ckpts, name):
+    """Two processes, one step: replicas identical, frozen parameters untouched, trained ones moved,
+    validation metrics logged, and the checkpoint loads for inference."""
+    from train.config import parse_config
+    from train.stages import STAGES
+
+    extra, entry, frozen, trained = STAGE_CASES[name]
+    files = {"LIP_POSE": synthetic_ckpts / "EDTalk_lip_pose.pt", "AUDIO2LIP": synthetic_ckpts / "Audio2Lip.pt"}
     run = tmp_path / name
-    cmd, env = script(name, "--data", data, "--run_dir", run, "--steps", 1, *extra, *init, *COMMON, nproc=2)
+    args = ["--data", data, "--run_dir", run, "--steps", 1, "--batch_size", 1, *COMMON]
+    args = [str(files.get(str(arg), arg)) for arg in args + extra]
+    cmd, env = script(f"train_{name}", *args, nproc=2)
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
+
+    stage = STAGES[name]()
+    torch.manual_seed(0)  # the seed of rank 0, whose initial weights DDP gives every process
+    before = stage.build(parse_config(args, stage.defaults, ""), torch.device("cpu"))[entry].state_dict()
     path = run / "checkpoints" / "000001.pt"
-    if name == "train_audio2mouth":
-        edtalk.load_audio2lip(path)
-    else:
-        gen = edtalk.load_generator(path)
-        assert gen.has_expression == (name == "train_Expression_decouple")
+    after = torch.load(path, weights_only=True)[entry]
+    model = edtalk.load_audio2lip(path) if entry == "audio2lip" else edtalk.load_generator(path)
+    parameters = [k for k, _ in model.named_parameters()]
+    assert [k for k in parameters if frozen(k) and not torch.equal(after[k], before[k])] == []
+    assert any(trained(k) and not torch.equal(after[k], before[k]) for k in parameters), "nothing was trained"
+
+    (row,) = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert row["replica_divergence"] < 1e-7
+    assert row["val_psnr"] > 0 and row["val_l1"] > 0
+    assert ("val_coef" in row) == (entry == "audio2lip")
 
 
 def test_overfitting_one_pair_lowers_the_loss(data):
@@ -131,8 +158,7 @@ def test_overfitting_one_pair_lowers_the_loss(data):
     torch.manual_seed(0)
     stage = EncoderGeneratorStage()
     gen = Generator(LIP_POSE)
-    item = PairDataset(data, "all", seed=0)[0]
-    batch = {k: v[None] for k, v in item.items()}
+    batch = next(iter(torch.utils.data.DataLoader(PairDataset(data, "all", seed=0), batch_size=1)))
     optim = torch.optim.Adam(gen.parameters(), lr=1e-3)
     values = []
     with torch.enable_grad():

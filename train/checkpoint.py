@@ -2,7 +2,8 @@
 
 A generator stage writes {'gen', 'dis', 'g_optim', 'd_optim', 'scaler', 'step', 'config'}, so every
 training checkpoint is also an inference checkpoint for edtalk.load_generator; the audio stage
-writes {'audio2lip', ...} for edtalk.load_audio2lip. Files are `<run_dir>/checkpoints/<step:06d>.pt`.
+writes {'audio2lip', ...} for edtalk.load_audio2lip. Files are `<run_dir>/checkpoints/<step:06d>.pt`,
+and `best.pt` for the step with the best validation metric (`best.json` says which step and its metrics).
 """
 
 import argparse
@@ -16,15 +17,21 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
-def save(run_dir: str | Path, step: int, payload: dict, keep: int) -> Path:
-    """Write atomically (temporary file, then rename) and keep only the newest `keep` files."""
+def save_as(run_dir: str | Path, name: str, payload: dict) -> Path:
+    """Write `<run_dir>/checkpoints/<name>` atomically (a temporary file, then a rename)."""
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{step:06d}.pt"
-    tmp = path.with_suffix(".pt.partial")
+    path = folder / name
+    tmp = path.with_name(name + ".partial")
     torch.save(payload, tmp)
     os.replace(tmp, path)
-    for old in sorted(folder.glob("[0-9]*.pt"))[:-keep]:
+    return path
+
+
+def save(run_dir: str | Path, step: int, payload: dict, keep: int) -> Path:
+    """Write the periodic checkpoint of `step` and keep only the newest `keep` of them."""
+    path = save_as(run_dir, f"{step:06d}.pt", payload)
+    for old in sorted(checkpoint_dir(run_dir).glob("[0-9]*.pt"))[:-keep]:
         old.unlink()
     return path
 

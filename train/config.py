@@ -26,12 +26,16 @@ class TrainConfig:
     sample_every: int = 1000
     save_every: int = 2000
     keep_checkpoints: int = 5  # older periodic checkpoints are deleted
+    val_split: str = "test"  # list in <data>/lists/ for validation ('' turns validation off)
+    val_every: int = 1000  # validate every N steps (and at the last step); the best checkpoint is kept as best.pt
+    val_samples: int = 64  # validation clips (the first N of the list, fixed frames)
     device: str = "auto"
     amp: bool = False  # bf16/fp16 autocast on CUDA with a gradient scaler
     vgg_weights: str = ""  # torchvision vgg19 state dict for the perceptual loss (random weights if empty)
-    syncnet: str = ""  # lip-sync expert checkpoint (train_syncnet.py) for the audio-to-mouth sync loss
+    syncnet: str = ""  # audio-to-mouth sync loss: train_syncnet.py checkpoint or Wav2Lip's lipsync_expert.pth
     only_fine_tune_dec: bool = False  # fine-tuning: optimise the decoder only
-    freeze_audio_encoder: bool = False  # audio-to-mouth: train only the final mapping
+    wav2lip: str = ""  # audio-to-mouth: Wav2Lip generator checkpoint (wav2lip.pth) for the audio encoder's init
+    train_audio_encoder: bool = False  # audio-to-mouth: also train the audio encoder (frozen by default, as official)
     weights: dict = field(default_factory=dict)  # loss name -> weight (stage defaults otherwise)
 
 

@@ -1,4 +1,4 @@
-"""Loss terms of the EDTalk training stages: small pure functions, composed by the trainers."""
+"""Loss terms and validation metrics of the EDTalk training stages: small pure functions."""
 
 import torch
 import torch.nn.functional as F
@@ -22,3 +22,11 @@ def latent_consistency(cross: torch.Tensor, reference: torch.Tensor) -> torch.Te
     """Mouth-pose decoupling feature constraint: sum over the batch of exp(-cos(cross, reference))
     between (B, 512) sub-latents from cross- and self-reconstruction."""
     return torch.exp(-F.cosine_similarity(cross, reference, dim=1)).sum()
+
+
+def image_metrics(recon: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image reconstruction metrics of (B, 3, H, W) images in [-1, 1]: mean absolute error
+    'l1' (B,) and 'psnr' (B,) in dB of the clamped images mapped to [0, 1]."""
+    l1_each = (recon - target).abs().flatten(1).mean(1)
+    mse = ((recon.clamp(-1, 1) - target) / 2).square().flatten(1).mean(1)
+    return {"l1": l1_each, "psnr": -10 * torch.log10(mse.clamp_min(1e-10))}

@@ -45,9 +45,9 @@ class SyncNet(nn.Module):
         return (a * v).sum(dim=1)
 
 
-def sync_loss(similarity: torch.Tensor, in_sync: torch.Tensor) -> torch.Tensor:
+def sync_loss(similarity: torch.Tensor, in_sync: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Binary cross-entropy of the (clamped, [0, 1]) similarity against 1 (in sync) / 0 (off)."""
-    return F.binary_cross_entropy(similarity.clamp(1e-6, 1 - 1e-6), in_sync)
+    return F.binary_cross_entropy(similarity.clamp(1e-6, 1 - 1e-6), in_sync, reduction=reduction)
 
 
 def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, size: int = FACE_SIZE) -> torch.Tensor:
