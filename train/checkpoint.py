@@ -7,6 +7,7 @@ and `best.pt` for the step with the best validation metric (`best.json` says whi
 """
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -34,6 +35,20 @@ def save(run_dir: str | Path, step: int, payload: dict, keep: int) -> Path:
     for old in sorted(checkpoint_dir(run_dir).glob("[0-9]*.pt"))[:-keep]:
         old.unlink()
     return path
+
+
+def save_best(run_dir: str | Path, payload: dict, record: dict) -> Path:
+    """Write checkpoints/best.pt and checkpoints/best.json (`record`: its step and validation
+    metrics), each atomically."""
+    path = save_as(run_dir, "best.pt", payload)
+    tmp = path.with_name("best.json.partial")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, best_record_path(run_dir))
+    return path
+
+
+def best_record_path(run_dir: str | Path) -> Path:
+    return checkpoint_dir(run_dir) / "best.json"
 
 
 def latest(run_dir: str | Path) -> Path | None:

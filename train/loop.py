@@ -188,8 +188,8 @@ class Validation:
         if len(dataset) == 0:
             log.warning("the validation list '%s' is empty: no validation (choose one with --val_split)", cfg.val_split)
         self.batches = validation_batches(dataset, cfg, distributed.rank(), distributed.world_size())
-        self.record = checkpoint.checkpoint_dir(run_dir) / "best.json"
-        self.best = json.loads(self.record.read_text())[self.key] if self.record.is_file() else math.inf
+        record = checkpoint.best_record_path(run_dir)
+        self.best = json.loads(record.read_text())[self.key] if record.is_file() else math.inf
 
     def due(self, step: int) -> bool:
         return step % self.cfg.val_every == 0 or step == self.cfg.steps
@@ -200,8 +200,7 @@ class Validation:
         if self.key in values and values[self.key] < self.best:
             self.best = values[self.key]
             if distributed.is_main():
-                checkpoint.save_as(run_dir, "best.pt", trainer.state(step, self.cfg))
-                self.record.write_text(json.dumps({"step": step, **values}))
+                checkpoint.save_best(run_dir, trainer.state(step, self.cfg), {"step": step, **values})
                 log.info("step %d  new best %s %.4f: saved checkpoints/best.pt", step, self.key, self.best)
         return values
 
