@@ -5,7 +5,7 @@ still), and the expression a reference image/video or one of the eight predefine
 import sys
 
 from edtalk.checkpoints import FULL
-from edtalk.cli import parser, render_to_file
+from edtalk.cli import run_demo
 
 EXAMPLE = (
     "python demo_EDTalk_A.py --source_path photo.jpg --audio_driving_path speech.wav "
@@ -15,8 +15,7 @@ INPUTS = ["audio_driving_path", "pose_driving_path", "exp_driving_path", "exp_ty
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser(__doc__, EXAMPLE, "res/demo_EDTalk_A.mp4", INPUTS).parse_args(argv)
-    return render_to_file(args, FULL)
+    return run_demo(__doc__, EXAMPLE, argv, FULL, "res/demo_EDTalk_A.mp4", INPUTS)
 
 
 if __name__ == "__main__":

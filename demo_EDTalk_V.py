@@ -5,7 +5,7 @@ driving video (or image); the audio, if given, is the soundtrack."""
 import sys
 
 from edtalk.checkpoints import FULL
-from edtalk.cli import parser, render_to_file
+from edtalk.cli import SAMPLE_MOUTH_VIDEO, run_demo
 
 EXAMPLE = (
     "python demo_EDTalk_V.py --source_path photo.jpg --lip_driving_path talking.mp4 "
@@ -15,11 +15,8 @@ INPUTS = ["lip_driving_path", "soundtrack", "pose_driving_path", "exp_driving_pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__, EXAMPLE, "res/demo_EDTalk_V.mp4", INPUTS)
-    args = p.parse_args(argv)
-    if args.lip_driving_path is None:
-        p.error("--lip_driving_path is required: the video that drives the mouth")
-    return render_to_file(args, FULL)
+    sample = str(SAMPLE_MOUTH_VIDEO)
+    return run_demo(__doc__, EXAMPLE, argv, FULL, "res/demo_EDTalk_V.mp4", INPUTS, lip_driving_path=sample)
 
 
 if __name__ == "__main__":

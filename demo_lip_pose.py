@@ -5,7 +5,7 @@ still; the source keeps its own expression. A video source is re-dubbed frame by
 import sys
 
 from edtalk.checkpoints import LIP_POSE
-from edtalk.cli import parser, render_to_file
+from edtalk.cli import run_demo
 
 EXAMPLE = (
     "python demo_lip_pose.py --source_path photo.jpg --audio_driving_path speech.wav "
@@ -15,8 +15,7 @@ INPUTS = ["audio_driving_path", "pose_driving_path", "fix_pose", "lip_driving_pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser(__doc__, EXAMPLE, "res/demo_lip_pose.mp4", INPUTS).parse_args(argv)
-    return render_to_file(args, LIP_POSE)
+    return run_demo(__doc__, EXAMPLE, argv, LIP_POSE, "res/demo_lip_pose.mp4", INPUTS)
 
 
 if __name__ == "__main__":

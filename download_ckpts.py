@@ -19,6 +19,7 @@ from pathlib import Path
 
 from edtalk.checkpoints import (
     CHECKPOINTS,
+    DEFAULT_CKPT_DIR,
     EXPRESSION_DIR,
     EXPRESSIONS,
     FULL,
@@ -122,7 +123,9 @@ def verify(ckpt_dir: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt_dir", default="ckpts", help="where the checkpoints go (default: ckpts)")
+    parser.add_argument(
+        "--ckpt_dir", default=str(DEFAULT_CKPT_DIR), help="where the checkpoints go (default: the repository's ckpts/)"
+    )
     parser.add_argument("--check", action="store_true", help="only verify the files already there")
     parser.add_argument("--force", action="store_true", help="download even the files already present")
     args = parser.parse_args(argv)

@@ -31,32 +31,40 @@ CHECKPOINTS = {
 EXPRESSIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 EXPRESSION_DIR = "predefined_exp_weights"
 
+DEFAULT_CKPT_DIR = Path(__file__).resolve().parents[1] / "ckpts"  # the repository's, from any working directory
+
 FULL, LIP_POSE = "full", "lip_pose"
 _KIND_FILE = {FULL: "EDTalk.pt", LIP_POSE: "EDTalk_lip_pose.pt"}
 _PREFIXES = ("module.", "_orig_mod.")
 
 
-def where_to_get(name: str) -> str:
-    """One sentence telling the user how to obtain checkpoint file `name`."""
+def where_to_get(name: str, ckpt_dir: str | Path = DEFAULT_CKPT_DIR) -> str:
+    """One sentence telling the user how to obtain checkpoint file `name` into folder `ckpt_dir`."""
+    ckpt_dir = Path(ckpt_dir)
+    flag = "" if ckpt_dir.resolve() == DEFAULT_CKPT_DIR else f" --ckpt_dir {ckpt_dir}"
     return (
-        f"get {name} with `python download_ckpts.py` or by hand from {HF_URL} "
-        f"(put it in ckpts/{name}; see ckpts/README.md)"
+        f"get {name} with `python download_ckpts.py{flag}` or by hand from {HF_URL} "
+        f"(put it in {ckpt_dir / name}; see ckpts/README.md)"
     )
 
 
 def _read(path: str | Path) -> dict:
     path = Path(path)
+    official = path.name in CHECKPOINTS
     if not path.is_file():
-        hint = where_to_get(path.name) if path.name in CHECKPOINTS else "check the path"
+        hint = where_to_get(path.name, path.parent) if official else "check the path"
         raise CheckpointError(f"checkpoint not found: {path}; {hint}")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated or foreign files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: not a PyTorch checkpoint, or a truncated download ({reason[:160]})"
-        ) from None
+    except Exception as exc:  # torch raises many types for truncated or foreign files; its text is not for users
+        if "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"cannot read checkpoint {path}: it holds pickled Python objects, which are not loaded for safety "
+                "(an EDTalk checkpoint holds only tensors)"
+            ) from None
+        fix = f"re-download {path.name}; {where_to_get(path.name, path.parent)}" if official else "re-save or copy it"
+        raise CheckpointError(f"cannot read checkpoint {path}: file is truncated or corrupt: {fix}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"checkpoint {path} is not an EDTalk checkpoint (a {type(data).__name__}, not a dict)")
     return data
@@ -154,7 +162,8 @@ def load_expression_weight(path: str | Path, exp_dim: int = 10) -> torch.Tensor:
     """One predefined expression `.npy` file -> (1, exp_dim) float32 tensor."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"expression weights not found: {path}; {where_to_get(EXPRESSION_DIR + '/' + path.name)}")
+        hint = where_to_get(f"{EXPRESSION_DIR}/{path.name}", path.parent.parent)
+        raise CheckpointError(f"expression weights not found: {path}; {hint}")
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
@@ -173,7 +182,8 @@ def load_expression_weights(folder: str | Path, names: tuple[str, ...] | None = 
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise CheckpointError(f"expression weight folder not found: {folder}; {where_to_get(EXPRESSION_DIR + '/')}")
+        hint = where_to_get(f"{EXPRESSION_DIR}/", folder.parent)
+        raise CheckpointError(f"expression weight folder not found: {folder}; {hint}")
     available = sorted(p.stem for p in folder.glob("*.npy"))
     for name in names or ():
         if name not in available:

@@ -1,8 +1,10 @@
 """Inference pipeline: load the networks once, then turn photos/videos and audio into frame streams.
 
     pipe = TalkingHeadPipeline("ckpts", model="full", device="auto")
-    result = pipe.render("photo.jpg", audio="speech.m4a", pose="head.mp4", exp_type="happy")
-    with VideoWriter("out.mp4", fps=result.fps, audio_path=result.audio_path) as writer:
+    with (
+        pipe.render("photo.jpg", audio="speech.m4a", pose="head.mp4", exp_type="happy") as result,
+        VideoWriter("out.mp4", result.fps, result.audio_path, num_frames=result.num_frames) as writer,
+    ):
         for frames in result.frames:          # (b, H, W, 3) uint8 batches, produced lazily
             writer.write(frames)
 
@@ -104,13 +106,27 @@ class Source:
 
 @dataclass
 class Rendering:
-    """A lazily rendered clip: iterate `frames` for (b, H, W, 3) uint8 batches."""
+    """A lazily rendered clip: iterate `frames` for (b, H, W, 3) uint8 batches. Use it as a context
+    manager (or call `close`) so that its temporary files go as soon as it is done or abandoned."""
 
     frames: Iterator[np.ndarray]
     num_frames: int
     fps: float
     size: tuple[int, int]  # (height, width)
     audio_path: Path | None
+    storage: tempfile.TemporaryDirectory | None = None  # a re-dubbed video's frames
+
+    def close(self) -> None:
+        """Stop generating and remove the temporary files behind the clip."""
+        self.frames.close()
+        if self.storage is not None:
+            self.storage.cleanup()
+
+    def __enter__(self) -> "Rendering":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -127,11 +143,13 @@ class TalkingHeadPipeline:
     ckpt_dir: folder with EDTalk.pt / EDTalk_lip_pose.pt / Audio2Lip.pt / predefined_exp_weights/.
     generator_path: a generator checkpoint to use instead of the one in ckpt_dir (e.g. a model
         fine-tuned on one person by train/train_fine_tune.py); it must fit `model`.
+    audio2lip_path: an Audio2Lip checkpoint to use instead of ckpt_dir/Audio2Lip.pt.
     batch_size: frames per generator call (None: 1 on CPU, 16 on a GPU).
     crop: detect and align faces (False: inputs are already aligned crops, resized to 256 if needed).
     precision: 'fp32' (exact), or 'bf16' / 'fp16' autocast for the networks (faster on GPUs;
         outputs differ slightly; fp16 needs a GPU). The motion-bank maths always stays float32.
     compile: run the decoder through torch.compile (first batch slower, later ones faster).
+    face_index: with several faces, use the N-th from the left (None: the clearest).
     """
 
     def __init__(
@@ -145,6 +163,8 @@ class TalkingHeadPipeline:
         precision: str = "fp32",
         compile: bool = False,
         generator_path: str | Path | None = None,
+        face_index: int | None = None,
+        audio2lip_path: str | Path | None = None,
     ):
         if batch_size is not None and batch_size < 1:
             raise EDTalkError(f"batch size must be at least 1, got {batch_size}")
@@ -160,9 +180,14 @@ class TalkingHeadPipeline:
             self.generator.dec = torch.compile(self.generator.dec)
         self.batch_size = batch_size or default_batch_size(self.device)
         self.precision = PRECISIONS[precision]
-        self.aligner = FaceAligner() if crop else None
+        self.aligner = FaceAligner(face_index=face_index) if crop else None
         self.progress = progress
         self._audio2lip = None
+        self.audio2lip_path = Path(audio2lip_path) if audio2lip_path else self.ckpt_dir / "Audio2Lip.pt"
+
+    def _bar(self, items: Iterator, total: int, desc: str) -> Iterator:
+        """`items` with a progress bar on stderr (frames done / total, time left) unless progress is off."""
+        return tqdm(items, total=total or None, desc=desc, unit="frame", disable=not self.progress, leave=False)
 
     @contextlib.contextmanager
     def _networks(self):
@@ -178,7 +203,7 @@ class TalkingHeadPipeline:
     def _crop_image(self, image: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(crop (256, 256, 3), crop->image matrix) for one image."""
         if self.aligner is None:
-            return _whole_frame(image)
+            return _whole_frame(image, name)
         face = self.aligner.align(image, name)
         return face.crop, face.matrix
 
@@ -187,10 +212,11 @@ class TalkingHeadPipeline:
         frames = int(video_duration(path) * FPS) if limit is None else limit
         stride = SOURCE_DETECTION_STRIDE if sigma else max(1, frames // DETECTIONS_PER_CLIP)
         found, count = {}, 0
-        for i, frame in enumerate(itertools.islice(iter_frames(path, FPS), limit)):
+        decoded = self._bar(itertools.islice(iter_frames(path, FPS), limit), frames, f"finding the face in {path.name}")
+        for i, frame in enumerate(decoded):
             count += 1
             if i % stride == 0:
-                faces = self.aligner.landmarks(frame)
+                faces = self.aligner.landmarks(frame, str(path))
                 if faces:
                     found[i] = similarity_transform(faces[0])
         if not found:
@@ -203,7 +229,7 @@ class TalkingHeadPipeline:
         """(frame, crop, matrix) for the first `limit` 25-fps frames; one stable crop (sigma None) or smoothed."""
         frames = itertools.islice(iter_frames(path, FPS), limit)
         if self.aligner is None:
-            yield from ((frame, *_whole_frame(frame)) for frame in frames)
+            yield from ((frame, *_whole_frame(frame, path)) for frame in frames)
             return
         for frame, matrix in zip(frames, self._video_matrices(path, sigma, limit)):
             yield frame, warp(frame, matrix), matrix
@@ -219,7 +245,8 @@ class TalkingHeadPipeline:
         crops = FrameStore(Path(storage.name), "crops")
         originals = FrameStore(Path(storage.name), "originals") if keep_original else None
         matrices = []
-        for frame, crop, matrix in self._video_crops(path, SOURCE_SMOOTHING):
+        total = int(video_duration(path) * FPS)
+        for frame, crop, matrix in self._bar(self._video_crops(path, SOURCE_SMOOTHING), total, f"cropping {path.name}"):
             crops.append(crop)
             matrices.append(matrix)
             if originals is not None:
@@ -229,7 +256,7 @@ class TalkingHeadPipeline:
     @property
     def audio2lip(self):
         if self._audio2lip is None:
-            self._audio2lip = load_audio2lip(self.ckpt_dir / "Audio2Lip.pt", self.device)
+            self._audio2lip = load_audio2lip(self.audio2lip_path, self.device)
         return self._audio2lip
 
     def lip_from_audio(self, path: str | Path) -> torch.Tensor:
@@ -260,7 +287,10 @@ class TalkingHeadPipeline:
         if is_image(path):
             crops = iter([self._crop_image(read_image(path), str(path))[0]])
         else:
-            crops = (crop for _, crop, _ in self._video_crops(path, limit=limit))
+            total = limit or int(video_duration(path) * FPS)
+            crops = self._bar(
+                (crop for _, crop, _ in self._video_crops(path, limit=limit)), total, f"encoding {path.name}"
+            )
         out = {part: [] for part in parts}
         with self._networks():
             for batch in _batched(crops, self.batch_size):
@@ -305,11 +335,10 @@ class TalkingHeadPipeline:
         src = self.load_source(source, keep_original=paste_back)
         drivers = self._all_driver_coefficients({"lip": lip, "pose": pose, "exp": exp}, lip_coefs)
         lip_coefs = drivers.pop("lip", lip_coefs)
-        soundtrack = Path(audio) if audio is not None else (Path(lip) if has_audio_stream(lip) else None)
         size = src.originals.shape[1:3] if paste_back else (CROP_SIZE, CROP_SIZE)
         exp_coefs = drivers.get("exp", exp_weight)
         frames = self._generate(src, lip_coefs, drivers.get("pose"), exp_coefs)
-        return Rendering(frames, len(lip_coefs), FPS, tuple(size), soundtrack)
+        return Rendering(frames, len(lip_coefs), FPS, tuple(size), _soundtrack(audio, lip), src.storage)
 
     def _check_modes(self, audio, lip, exp, exp_type) -> None:
         if (exp is not None or exp_type) and not self.generator.has_expression:
@@ -368,9 +397,24 @@ class TalkingHeadPipeline:
             bar.close()
 
 
-def _whole_frame(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _soundtrack(audio: str | Path | None, lip: str | Path | None) -> Path | None:
+    """The audio given, else the mouth video's own audio track, else none (logged)."""
+    if audio is not None:
+        return Path(audio)
+    if has_audio_stream(lip):
+        return Path(lip)
+    log.warning("%s has no audio track and no audio was given: the video is silent", lip)
+    return None
+
+
+def _whole_frame(image: np.ndarray, name: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """--no_crop: the whole image resized to 256x256 (if needed), and its crop->image matrix."""
     h, w = image.shape[:2]
+    if h != w:
+        raise EDTalkError(
+            f"--no_crop needs square, aligned face crops, but {name} is {w}x{h}: drop --no_crop to detect and "
+            "align the face, or crop it square to 256x256 around the face"
+        )
     if (h, w) != (CROP_SIZE, CROP_SIZE):
         image = cv2.resize(image, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
     return image, np.diag([w / CROP_SIZE, h / CROP_SIZE, 1.0])

@@ -7,6 +7,7 @@ import os
 import queue
 import re
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,6 +97,34 @@ def has_audio_stream(path: str | Path) -> bool:
     return "Audio" in stream_kinds(path)
 
 
+def check_save_path(path: str | Path, create_folder: bool = False) -> Path:
+    """Check, before any work, that an mp4 can be written at `path`; MediaError (one line) if not.
+
+    The name must end in .mp4 and must not be a folder; its folder must exist (`create_folder`:
+    missing folders are made) and accept a new file.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".mp4":
+        raise MediaError(f"--save_path must end in .mp4 (the output is an H.264 + AAC mp4), got {path}")
+    if path.is_dir():
+        raise MediaError(f"--save_path {path} is a folder: give a file name ending in .mp4")
+    folder = path.parent
+    if create_folder:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MediaError(f"cannot create the folder of --save_path {path}: {exc.strerror or exc}") from None
+    if not folder.exists():
+        raise MediaError(f"the folder of --save_path {path} does not exist: {folder}")
+    if not folder.is_dir():
+        raise MediaError(f"cannot write {path}: {folder} is a file, not a folder")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise MediaError(f"cannot write in {folder} ({exc.strerror or exc}): choose another --save_path") from None
+    return path
+
+
 def to_uint8(images) -> np.ndarray:
     """(B, 3, H, W) tensor in [-1, 1] -> (B, H, W, 3) uint8, by clamping (no per-clip min-max rescaling)."""
     x = images.detach().clamp(-1, 1).add(1).mul(127.5).round().to("cpu")
@@ -109,15 +138,26 @@ class VideoWriter:
     complete; on error the temporary file is deleted. Frames are handed to ffmpeg by a background
     thread, so generating the next batch overlaps with encoding this one. Use as a context manager:
 
-        with VideoWriter("out.mp4", fps=25, audio_path="speech.wav") as writer:
+        with VideoWriter("out.mp4", fps=25, audio_path="speech.wav", num_frames=n) as writer:
             writer.write(frames)  # (N, H, W, 3) or (H, W, 3) uint8
+
+    The soundtrack is cut to the video's length: exactly when `num_frames` says how many frames
+    will come, else where the video stream ends (ffmpeg's -shortest).
     """
 
-    def __init__(self, path: str | Path, fps: float = 25.0, audio_path: str | Path | None = None, crf: int = 18):
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float = 25.0,
+        audio_path: str | Path | None = None,
+        crf: int = 18,
+        num_frames: int | None = None,
+    ):
         self.path = Path(path)
         self.fps = fps
         self.audio_path = audio_path
         self.crf = crf
+        self.num_frames = num_frames
         self.frames_written = 0
         self._tmp = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}.mp4")
         self._size = None
@@ -140,13 +180,21 @@ class VideoWriter:
             quality=None,
             macro_block_size=1,
             ffmpeg_log_level="error",
-            output_params=["-crf", str(self.crf), "-movflags", "+faststart"],
+            output_params=["-crf", str(self.crf), "-movflags", "+faststart", *self._audio_length()],
             audio_path=None if self.audio_path is None else str(self.audio_path),
             audio_codec="aac",
         )
         pipe.send(None)
         self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
         self._thread.start()
+
+    def _audio_length(self) -> list[str]:
+        """ffmpeg output options that end the soundtrack with the video."""
+        if self.audio_path is None:
+            return []
+        if self.num_frames is not None:
+            return ["-t", f"{self.num_frames / self.fps:.6f}"]
+        return ["-shortest"]
 
     def _drain(self, pipe) -> None:
         """Background thread: send queued batches to ffmpeg until the None sentinel, then close."""
@@ -160,7 +208,10 @@ class VideoWriter:
             while self._queue.get() is not None:  # keep the producer from blocking
                 pass
         finally:
-            pipe.close()
+            try:
+                pipe.close()
+            except Exception as exc:  # ffmpeg gone (e.g. Ctrl-C reached it too): reported on exit
+                self._error = self._error or exc
 
     def write(self, frames: np.ndarray) -> None:
         if self._error is not None:

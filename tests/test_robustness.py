@@ -1,0 +1,145 @@
+"""What a new user meets on day one: honest soundtracks and lengths, clean stops on SIGINT and
+SIGTERM, save paths checked before any work, and progress for every long step."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imageio_ffmpeg
+import pytest
+
+import demo_lip_pose
+from edtalk.video_io import VideoWriter, check_save_path, iter_frames
+
+from .conftest import MEDIA, ROOT
+from .test_demos import POSE, SOURCE, ckpt_dir, probe, short_clip  # noqa: F401  (fixtures)
+
+SPEECH_LONG = MEDIA / "speech_16k.wav"  # 3.4 s
+
+
+def duration(path):
+    """The container's duration in seconds (the longer of its streams)."""
+    err = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(path)], capture_output=True, text=True).stderr
+    h, m, s = re.search(r"Duration: (\d+):(\d+):([\d.]+)", err).groups()
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+@pytest.fixture(scope="module")
+def talking_clip(tmp_path_factory):
+    """1 s of the pose video with 1 s of speech as its own audio track."""
+    path = tmp_path_factory.mktemp("talk") / "talk.mp4"
+    with VideoWriter(path, audio_path=SPEECH_LONG) as writer:
+        for _, frame in zip(range(25), iter_frames(POSE)):
+            writer.write(frame)
+    return path
+
+
+def lip_pose(*args, ckpt_dir, quiet=True):  # noqa: F811
+    argv = [*map(str, args), "--ckpt_dir", str(ckpt_dir), "--no_crop"] + (["--quiet"] if quiet else [])
+    return demo_lip_pose.main(argv)
+
+
+# ---- honest outputs --------------------------------------------------------------------------------
+
+
+def test_mouth_video_mode_uses_its_own_audio_and_length(tmp_path, ckpt_dir, talking_clip, capsys):  # noqa: F811
+    out = tmp_path / "own.mp4"
+    assert lip_pose("--lip_driving_path", talking_clip, "--save_path", out, ckpt_dir=ckpt_dir, quiet=False) == 0
+    assert probe(out) == (25, 25.0, (256, 256), True)
+    assert abs(duration(out) - 1.0) < 0.1  # the soundtrack is cut to the video, not the speech's 3.4 s
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary == f"wrote {out}: 25 frames, 1.00 s, 256x256, 25 fps, soundtrack: talk.mp4"
+
+
+def test_silent_mouth_video_gives_a_silent_output_and_says_so(tmp_path, ckpt_dir, short_clip, caplog):  # noqa: F811
+    out = tmp_path / "silent.mp4"
+    assert lip_pose("--lip_driving_path", short_clip, "--save_path", out, ckpt_dir=ckpt_dir) == 0
+    assert probe(out) == (6, 25.0, (256, 256), False)
+    assert "has no audio track and no audio was given: the video is silent" in caplog.text
+
+
+def test_a_longer_soundtrack_is_cut_to_the_video(tmp_path, ckpt_dir, short_clip):  # noqa: F811
+    out = tmp_path / "cut.mp4"
+    args = ["--lip_driving_path", short_clip, "--audio_driving_path", SPEECH_LONG, "--save_path", out]
+    assert lip_pose(*args, ckpt_dir=ckpt_dir) == 0
+    assert probe(out) == (6, 25.0, (256, 256), True)
+    assert abs(duration(out) - 0.24) < 0.1
+
+
+# ---- save paths ------------------------------------------------------------------------------------
+
+
+def bad_save_paths(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_folder.mp4").mkdir()
+    cases = {
+        "parent is a file": (tmp_path / "a_file" / "out.mp4", r"a_file is a file, not a folder"),
+        "missing folder": (tmp_path / "missing" / "out.mp4", r"does not exist: .*missing"),
+        "an existing folder": (tmp_path / "a_folder.mp4", r"a_folder.mp4 is a folder"),
+        "not mp4": (tmp_path / "out.avi", r"must end in \.mp4"),
+        "read-only place": (Path("/proc/edtalk_out.mp4"), r"cannot write in /proc"),
+    }
+    if os.geteuid() != 0:  # root writes into read-only folders anyway
+        (tmp_path / "ro").mkdir(mode=0o555)
+        cases["read-only folder"] = (tmp_path / "ro" / "out.mp4", r"cannot write in .*ro")
+    return cases
+
+
+def test_every_bad_save_path_is_one_line_before_any_work(tmp_path, capsys):
+    for name, (path, message) in bad_save_paths(tmp_path).items():
+        # the checkpoint folder does not exist either: the save path is checked first
+        code = demo_lip_pose.main(["--save_path", str(path), "--ckpt_dir", str(tmp_path / "no_ckpts"), "--quiet"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and len(err) == 1 and re.search(message, err[0]), (name, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "a_folder.mp4"] + (
+        [] if os.geteuid() == 0 else ["ro"]
+    )
+
+
+def test_the_default_save_folder_is_created(tmp_path):
+    path = tmp_path / "res" / "sub" / "demo.mp4"
+    assert check_save_path(path, create_folder=True) == path and path.parent.is_dir()
+    assert not path.exists() and list(path.parent.iterdir()) == []  # the write test leaves nothing
+
+
+# ---- signals ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum, wait_for", [(signal.SIGTERM, "output"), (signal.SIGINT, "frame store")])
+def test_a_signal_stops_the_render_and_leaves_nothing_behind(tmp_path, ckpt_dir, signum, wait_for):  # noqa: F811
+    """A re-dub (its frames kept in a temporary folder) stopped while the source is cropped or
+    while frames are written: one line, the shell's exit code, no file left anywhere."""
+    out_dir, tmp_dir = tmp_path / "out", tmp_path / "tmp"
+    out_dir.mkdir()
+    tmp_dir.mkdir()
+    cmd = [sys.executable, str(ROOT / "demo_lip_pose.py"), "--source_path", POSE, "--no_crop"]
+    cmd += ["--audio_driving_path", SPEECH_LONG, "--save_path", out_dir / "redub.mp4", "--ckpt_dir", ckpt_dir]
+    env = dict(os.environ, TMPDIR=str(tmp_dir), PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(list(map(str, cmd)), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watched = (lambda: list(out_dir.iterdir())) if wait_for == "output" else (lambda: list(tmp_dir.iterdir()))
+    deadline = time.time() + 300
+    while not watched() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the render ended before the signal"
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
+    assert list(out_dir.iterdir()) == [] and list(tmp_dir.iterdir()) == []
+
+
+# ---- feedback --------------------------------------------------------------------------------------
+
+
+def test_every_long_step_shows_progress(tmp_path, ckpt_dir, capsys):  # noqa: F811
+    out = tmp_path / "progress.mp4"
+    args = ["--source_path", SOURCE, "--audio_driving_path", MEDIA / "speech_16k_e2e.wav"]
+    args += ["--pose_driving_path", POSE, "--save_path", out, "--ckpt_dir", ckpt_dir]
+    assert demo_lip_pose.main(list(map(str, args))) == 0
+    err = capsys.readouterr().err
+    for step in ("finding the face in pose_source1.mp4", "encoding pose_source1.mp4", "rendering"):
+        assert re.search(rf"{re.escape(step)}: +\d+%.*\d+/\d+", err), step
