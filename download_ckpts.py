@@ -4,6 +4,7 @@
     python download_ckpts.py                 # download what is missing, then verify everything
     python download_ckpts.py --check         # only verify the files already in ckpts/
     python download_ckpts.py --force         # download again even if present
+    python download_ckpts.py --face_sr       # also GFPGANv1.4.pth (GitHub release) for --face_sr
 
 Without network access it says in one line what to download by hand and where to put it.
 """
@@ -31,6 +32,7 @@ from edtalk.checkpoints import (
     load_generator,
 )
 from edtalk.errors import EDTalkError
+from edtalk.gfpgan import GFPGAN_FILE, GFPGAN_URL, gfpgan_where_to_get, load_gfpgan
 
 MANUAL = (
     f"download {', '.join(CHECKPOINTS)} and {EXPRESSION_DIR}/*.npy by hand from {HF_URL} "
@@ -92,19 +94,36 @@ def download(ckpt_dir: Path, force: bool) -> None:
             shutil.move(str(fetched), target)  # whole file only: never a half-written checkpoint
 
 
-def verify(ckpt_dir: Path) -> list[str]:
-    """Load every checkpoint; print one line per file; return the problems found."""
+def download_gfpgan(ckpt_dir: Path, force: bool) -> None:
+    """Fetch GFPGANv1.4.pth from its GitHub release into ckpt_dir (atomically), unless present."""
+    import urllib.request
+
+    path = ckpt_dir / GFPGAN_FILE
+    if path.exists() and not force:
+        return
+    print(f"Downloading {GFPGAN_URL} ...")
+    with tempfile.TemporaryDirectory(dir=ckpt_dir) as tmp:
+        part = Path(tmp) / GFPGAN_FILE
+        urllib.request.urlretrieve(GFPGAN_URL, part)
+        os.replace(part, path)
+
+
+def verify(ckpt_dir: Path, face_sr: bool = False) -> list[str]:
+    """Load every checkpoint (and GFPGAN with face_sr); print one line per file; return the problems found."""
     problems = []
     checks = [
         ("EDTalk.pt", lambda p: load_generator(p, kind=FULL)),
         ("EDTalk_lip_pose.pt", lambda p: load_generator(p, kind=LIP_POSE)),
         ("Audio2Lip.pt", load_audio2lip),
     ]
+    if face_sr:
+        checks.append((GFPGAN_FILE, load_gfpgan))
+    descriptions = CHECKPOINTS | {GFPGAN_FILE: "GFPGAN face restoration (--face_sr)"}
     for name, load in checks:
         path = ckpt_dir / name
         try:
             load(path)
-            print(f"  ok       {path} ({path.stat().st_size / 2**20:.0f} MB): {CHECKPOINTS[name]}")
+            print(f"  ok       {path} ({path.stat().st_size / 2**20:.0f} MB): {descriptions[name]}")
         except EDTalkError as exc:
             print(f"  problem  {exc}")
             problems.append(str(exc))
@@ -128,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--check", action="store_true", help="only verify the files already there")
     parser.add_argument("--force", action="store_true", help="download even the files already present")
+    parser.add_argument("--face_sr", action="store_true", help=f"also fetch and check {GFPGAN_FILE} (for --face_sr)")
     args = parser.parse_args(argv)
     ckpt_dir = Path(args.ckpt_dir)
     if not args.check:
@@ -138,8 +158,18 @@ def main(argv: list[str] | None = None) -> int:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
             print(f"Cannot reach Hugging Face ({reason}): " + MANUAL.format(ckpt_dir=ckpt_dir), file=sys.stderr)
             return 1
+        if args.face_sr:
+            try:
+                download_gfpgan(ckpt_dir, args.force)
+            except Exception as exc:  # network or HTTP failure: say what to do by hand
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+                print(
+                    f"Cannot fetch {GFPGAN_FILE} ({reason}): {gfpgan_where_to_get(ckpt_dir / GFPGAN_FILE)}",
+                    file=sys.stderr,
+                )
+                return 1
     print(f"Checking {ckpt_dir}/:")
-    problems = verify(ckpt_dir)
+    problems = verify(ckpt_dir, args.face_sr)
     print(
         "all checkpoints load" if not problems else f"{len(problems)} problem(s); " + MANUAL.format(ckpt_dir=ckpt_dir)
     )

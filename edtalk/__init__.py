@@ -18,6 +18,7 @@ from .checkpoints import (
 )
 from .device import resolve_device
 from .errors import AudioError, CheckpointError, EDTalkError
+from .gfpgan import load_gfpgan
 
 __all__ = [
     "CHECKPOINTS",
@@ -30,5 +31,6 @@ __all__ = [
     "load_expression_weight",
     "load_expression_weights",
     "load_generator",
+    "load_gfpgan",
     "resolve_device",
 ]

@@ -41,16 +41,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
-class NotAvailableYet(argparse.Action):
-    """A flag of the official scripts that we do not have yet: one line ("error: FLAG: HELP") and exit code 1."""
-
-    def __init__(self, option_strings: list[str], dest: str, **kwargs):
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        parser.exit(1, f"error: {option_string}: {self.help}; run without it\n")
-
-
 def parser(description: str, example: str, save_default: str, inputs: list[str]) -> argparse.ArgumentParser:
     """An argument parser with the flags every demo has plus the named INPUT_FLAGS. Default paths
     (the samples in test_data/, ckpts/, res/...) are the repository's, from any working directory."""
@@ -87,11 +77,16 @@ def parser(description: str, example: str, save_default: str, inputs: list[str])
         help="with several faces, use the N-th from the left, counting from 0 (default: the clearest face)",
     )
     p.add_argument("--paste_back", action="store_true", help="put the animated face back into the full original frame")
+    p.add_argument(
+        "--face_sr",
+        action="store_true",
+        help="restore the face with GFPGAN (GFPGANv1.4.pth in --ckpt_dir): 512x512 output, sharper mouth and teeth",
+    )
+    p.add_argument("--sr_blend", type=float, default=1.0, help="with --face_sr: 1 restored face, 0 only upscaled")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     official = p.add_argument_group("flags of the official EDTalk scripts, accepted so that their commands run")
     for flag, what in (("--need_crop_source_img", "the source is"), ("--need_crop_pose_video", "driving videos are")):
         official.add_argument(flag, action="store_true", help=f"no-op: {what} always cropped unless --no_crop")
-    official.add_argument("--face_sr", action=NotAvailableYet, help="GFPGAN face super-resolution is not available yet")
     for name in inputs:
         settings = dict(INPUT_FLAGS[name])
         flag = "--audio_driving_path" if name == "soundtrack" else f"--{name}"
@@ -131,6 +126,8 @@ def render_to_file(args: argparse.Namespace, model: str) -> int:
                 generator_path=args.generator_ckpt,
                 face_index=args.face_index,
                 audio2lip_path=args.audio2lip_model_path,
+                face_sr=args.face_sr,
+                sr_blend=args.sr_blend,
             )
             with (
                 pipe.render(args.source_path, paste_back=args.paste_back, **inputs) as result,

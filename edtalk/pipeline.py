@@ -42,6 +42,8 @@ from .face_align import (
     smooth_transforms,
     warp,
 )
+from .face_sr import FaceRestorer
+from .gfpgan import GFPGAN_FILE, load_gfpgan
 from .memory import release_free_memory
 from .video_io import has_audio_stream, is_image, iter_frames, read_image, to_uint8, video_duration
 
@@ -150,6 +152,9 @@ class TalkingHeadPipeline:
         outputs differ slightly; fp16 needs a GPU). The motion-bank maths always stays float32.
     compile: run the decoder through torch.compile (first batch slower, later ones faster).
     face_index: with several faces, use the N-th from the left (None: the clearest).
+    face_sr: restore every rendered face with GFPGAN (ckpt_dir/GFPGANv1.4.pth): 512x512 frames, or
+        the restored face pasted into the original frames; sr_blend mixes restored and upscaled
+        faces (1: fully restored).
     """
 
     def __init__(
@@ -165,6 +170,8 @@ class TalkingHeadPipeline:
         generator_path: str | Path | None = None,
         face_index: int | None = None,
         audio2lip_path: str | Path | None = None,
+        face_sr: bool = False,
+        sr_blend: float = 1.0,
     ):
         if batch_size is not None and batch_size < 1:
             raise EDTalkError(f"batch size must be at least 1, got {batch_size}")
@@ -184,6 +191,12 @@ class TalkingHeadPipeline:
         self.progress = progress
         self._audio2lip = None
         self.audio2lip_path = Path(audio2lip_path) if audio2lip_path else self.ckpt_dir / "Audio2Lip.pt"
+        self.restorer = None
+        if face_sr:
+            if not 0 <= sr_blend <= 1:
+                raise EDTalkError(f"--sr_blend must be between 0 and 1, got {sr_blend}")
+            gfpgan = load_gfpgan(self.ckpt_dir / GFPGAN_FILE, self.device)
+            self.restorer = FaceRestorer(gfpgan, sr_blend, batch_size=self.batch_size, aligner=FaceAligner())
 
     def _bar(self, items: Iterator, total: int, desc: str) -> Iterator:
         """`items` with a progress bar on stderr (frames done / total, time left) unless progress is off."""
@@ -335,7 +348,8 @@ class TalkingHeadPipeline:
         src = self.load_source(source, keep_original=paste_back)
         drivers = self._all_driver_coefficients({"lip": lip, "pose": pose, "exp": exp}, lip_coefs)
         lip_coefs = drivers.pop("lip", lip_coefs)
-        size = src.originals.shape[1:3] if paste_back else (CROP_SIZE, CROP_SIZE)
+        crop_size = CROP_SIZE * (2 if self.restorer else 1)
+        size = src.originals.shape[1:3] if paste_back else (crop_size, crop_size)
         exp_coefs = drivers.get("exp", exp_weight)
         frames = self._generate(src, lip_coefs, drivers.get("pose"), exp_coefs)
         return Rendering(frames, len(lip_coefs), FPS, tuple(size), _soundtrack(audio, lip), src.storage)
@@ -372,6 +386,8 @@ class TalkingHeadPipeline:
     ) -> Iterator[np.ndarray]:
         """Yield (b, H, W, 3) uint8 batches; source, pose and expression are indexed ping-pong."""
         gen, total = self.generator, len(lip)
+        if self.restorer is not None:
+            self.restorer.reset()
         with self._networks():
             shared = None if src.is_video else gen.encode_source(to_tensor(src.crops, self.device))
         bar = tqdm(total=total, unit="frame", desc="rendering", disable=not self.progress)
@@ -387,9 +403,12 @@ class TalkingHeadPipeline:
                         encoded, lip[torch.as_tensor(idx, device=lip.device)], _pick(pose, idx), _pick(exp, idx)
                     )
                 frames = to_uint8(out.float())
+                if self.restorer is not None:
+                    frames = self.restorer.restore(frames)  # the crops restored at twice their size
                 if src.originals is not None:
+                    to_crop = np.diag([CROP_SIZE / frames.shape[2], CROP_SIZE / frames.shape[1], 1.0])
                     frames = np.stack(
-                        [paste_back(src.originals[j], f, src.matrices[j]) for j, f in zip(src_idx, frames)]
+                        [paste_back(src.originals[j], f, src.matrices[j] @ to_crop) for j, f in zip(src_idx, frames)]
                     )
                 bar.update(len(idx))
                 yield frames

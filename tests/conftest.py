@@ -39,6 +39,29 @@ def synthetic_ckpts() -> Path:
     return WEIGHTS_CACHE
 
 
+GFPGAN_FIXTURES = FIXTURES / "gfpgan"  # GFPGAN parity fixture, state-dict table, weight checksums
+GFPGAN_CACHE = ROOT / ".cache" / "test_gfpgan_weights"
+
+
+@pytest.fixture(scope="session")
+def gfpgan_ckpt() -> Path:
+    """Synthetic GFPGANv1.4-format checkpoint ({'params_ema': ...}, seed 1, about 349 MB), made once."""
+    from .synthetic_gfpgan_weights import FILENAME, SEED, write_checkpoint
+
+    h = hashlib.sha256()
+    table = GFPGAN_FIXTURES / "GFPGANv1Clean_state_dict.tsv"
+    for path in (ROOT / "tests" / "synthetic_gfpgan_weights.py", GENERATOR, table):
+        h.update(path.read_bytes())
+    stamp = GFPGAN_CACHE / f"stamp-{h.hexdigest()[:16]}"
+    if not stamp.exists():
+        GFPGAN_CACHE.mkdir(parents=True, exist_ok=True)
+        for old in GFPGAN_CACHE.glob("stamp-*"):
+            old.unlink()
+        write_checkpoint(GFPGAN_CACHE)
+        stamp.touch()
+    return GFPGAN_CACHE / FILENAME.format(seed=SEED)
+
+
 @pytest.fixture(scope="session")
 def full_generator(synthetic_ckpts):
     import edtalk

@@ -139,13 +139,29 @@ def test_official_checkpoint_flags_name_the_file(tmp_path, capsys, ckpt_dir, arg
 
 
 @pytest.mark.parametrize("name", ALL_SCRIPTS)
-def test_face_sr_says_it_is_not_available_yet(name, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        demo(name).main(["--face_sr"])
-    assert exit_info.value.code == 1
-    assert one_error_line(capsys) == (
-        "error: --face_sr: GFPGAN face super-resolution is not available yet; run without it"
+def test_face_sr_without_gfpgan_weights_names_the_file(name, tmp_path, capsys, ckpt_dir):  # noqa: F811
+    out = tmp_path / "out.mp4"
+    code = demo(name).main(["--face_sr", "--ckpt_dir", str(ckpt_dir), "--save_path", str(out), "--quiet"])
+    assert code == 1 and not out.exists()
+    assert re.search(
+        rf"GFPGAN checkpoint not found: {re.escape(str(ckpt_dir))}/GFPGANv1\.4\.pth", one_error_line(capsys)
     )
+
+
+@pytest.mark.parametrize("paste", [False, True])
+def test_face_sr_renders_restored_512_faces(tmp_path, ckpt_dir, gfpgan_ckpt, paste):  # noqa: F811
+    """--face_sr with synthetic GFPGAN weights: 512x512 crops, or the original frame with --paste_back."""
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    for entry in ckpt_dir.iterdir():
+        (folder / entry.name).symlink_to(entry)
+    (folder / "GFPGANv1.4.pth").symlink_to(gfpgan_ckpt)
+    out = tmp_path / "sr.mp4"
+    argv = ["--source_path", str(ROOT / "test_data" / "astronaut.jpg"), "--audio_driving_path", str(SPEECH)]
+    argv += ["--face_sr", "--ckpt_dir", str(folder), "--save_path", str(out), "--quiet"]
+    assert demo("demo_lip_pose").main(argv + (["--paste_back"] if paste else [])) == 0
+    size = Image.open(ROOT / "test_data" / "astronaut.jpg").size if paste else (512, 512)
+    assert probe(out) == (12, 25.0, size, True)
 
 
 # ---- defaults: the bundled samples, from any working directory -----------------------------------
@@ -269,10 +285,10 @@ def not_square(tmp_path_factory):
 def test_no_crop_with_a_non_square_input_says_what_to_do(
     tmp_path,
     capsys,
-    ckpt_dir,
+    ckpt_dir,  # noqa: F811
     not_square,
     args,
-    message,  # noqa: F811
+    message,
 ):
     out = tmp_path / "out.mp4"
     argv = [a.format(bad=not_square) for a in args] + ["--audio_driving_path", str(SPEECH), "--no_crop"]
