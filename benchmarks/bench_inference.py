@@ -14,7 +14,9 @@ min-max rescaled, then written. Inputs are synthetic 256x256 crops (as the offic
 require) and a speech clip looped to `--seconds`; by default driving videos are as long as the output, the
 least favourable case for our caching (`--driver_seconds` makes the pose and expression videos
 shorter; both runs then play them back and forth). Without checkpoints in --ckpt_dir, random weights of the
-official shapes are used (speed does not depend on the values).
+official shapes are used (speed does not depend on the values). `--face_sr` renders with GFPGAN
+face restoration (512x512 output; random GFPGAN weights without ckpts/GFPGANv1.4.pth) and also
+reports the restoration's own cost per frame (landmarks, alignment, network, paste-back).
 """
 
 import argparse
@@ -36,9 +38,11 @@ sys.path.insert(0, str(ROOT))
 import edtalk  # noqa: E402
 from edtalk import audio as audio_io  # noqa: E402
 from edtalk.device import synchronize  # noqa: E402
+from edtalk.gfpgan import GFPGAN_FILE  # noqa: E402
 from edtalk.pipeline import TalkingHeadPipeline, pingpong, to_tensor  # noqa: E402
 from edtalk.video_io import VideoWriter, iter_frames, read_image  # noqa: E402
 from networks import EDTALK, LIP_POSE, Audio2Lip, Generator  # noqa: E402
+from networks.gfpgan import GFPGANv1Clean  # noqa: E402
 
 MODES = {  # mode -> (model, inputs)
     "audio_full": ("full", ("audio", "pose", "exp")),
@@ -93,16 +97,32 @@ def make_inputs(folder: Path, seconds: float, driver_seconds: float, with_lip: b
     }
 
 
-def checkpoints(ckpt_dir: Path, tmp: Path) -> tuple[Path, bool]:
+def checkpoints(ckpt_dir: Path, tmp: Path, face_sr: bool) -> tuple[Path, bool]:
     """The user's checkpoint folder if complete, else one with random weights of the official shapes."""
-    if all((ckpt_dir / name).is_file() for name in edtalk.CHECKPOINTS):
+    needed = [*edtalk.CHECKPOINTS, *([GFPGAN_FILE] if face_sr else [])]
+    if all((ckpt_dir / name).is_file() for name in needed):
         return ckpt_dir, False
     folder = tmp / "random_ckpts"
     folder.mkdir()
     torch.save({"gen": Generator(EDTALK).state_dict()}, folder / "EDTalk.pt")
     torch.save({"gen": Generator(LIP_POSE).state_dict()}, folder / "EDTalk_lip_pose.pt")
     torch.save({"audio2lip": Audio2Lip().state_dict()}, folder / "Audio2Lip.pt")
+    if face_sr:
+        torch.save({"params_ema": GFPGANv1Clean().state_dict()}, folder / GFPGAN_FILE)
     return folder, True
+
+
+def restoration_ms(pipe: TalkingHeadPipeline, repeats: int = 2) -> float:
+    """Milliseconds per 256x256 frame of --face_sr alone (landmarks, alignment, GFPGAN, paste-back)."""
+    crop = cv2.resize(read_image(ROOT / "tests" / "fixtures" / "media" / "identity_source.jpg"), (256, 256))
+    frames = np.repeat(crop[None], pipe.batch_size, axis=0)
+    pipe.restorer.restore(frames)  # warm-up
+    synchronize(pipe.device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        pipe.restorer.restore(frames)
+    synchronize(pipe.device)
+    return 1000 * (time.perf_counter() - start) / (repeats * len(frames))
 
 
 def generator_fps(pipe: TalkingHeadPipeline, batch: int, repeats: int = 2) -> float:
@@ -128,8 +148,10 @@ def run_ours(pipe: TalkingHeadPipeline, inputs: dict, names: tuple, out: Path, m
         kwargs = {k: inputs[k] for k in names}
         if "lip" in kwargs:
             kwargs["audio"] = inputs["audio"]
-        result = pipe.render(inputs["source"], **kwargs)
-        with VideoWriter(out, fps=result.fps, audio_path=result.audio_path) as writer:
+        with (
+            pipe.render(inputs["source"], **kwargs) as result,
+            VideoWriter(out, result.fps, result.audio_path, num_frames=result.num_frames) as writer,
+        ):
             for batch in result.frames:
                 writer.write(batch)
                 if max_frames and writer.frames_written >= max_frames:
@@ -177,6 +199,7 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true", help="also run the official way of working")
     parser.add_argument("--max_frames", type=int, help="render only this many frames (memory checks on long clips)")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    parser.add_argument("--face_sr", action="store_true", help="render with GFPGAN face restoration (512x512)")
     args = parser.parse_args()
     modes = args.modes.split(",")
     device = edtalk.resolve_device(args.device)
@@ -187,11 +210,17 @@ def main() -> None:
         tmp = Path(tmp)
         with_lip = any("lip" in MODES[m][1] for m in modes)
         inputs = make_inputs(tmp, args.seconds, args.driver_seconds or args.seconds, with_lip)
-        ckpt_dir, random_weights = checkpoints(args.ckpt_dir, tmp)
+        ckpt_dir, random_weights = checkpoints(args.ckpt_dir, tmp, args.face_sr)
         report["random_weights"] = random_weights
+        report["face_sr"] = args.face_sr
         for mode in modes:
             model, names = MODES[mode]
-            pipe = TalkingHeadPipeline(ckpt_dir, model, device, crop=False, progress=False, precision=args.precision)
+            pipe = TalkingHeadPipeline(
+                ckpt_dir, model, device, crop=False, progress=False, precision=args.precision, face_sr=args.face_sr
+            )
+            if args.face_sr:
+                report["face_sr_ms_per_frame"] = restoration_ms(pipe)
+                print(f"face_sr    restoration {report['face_sr_ms_per_frame']:.0f} ms per frame", flush=True)
             fps = {b: generator_fps(pipe, b) for b in batches}
             best = max(fps, key=fps.get)
             seconds, frames, rss = run_ours(pipe, inputs, names, tmp / f"{mode}.mp4", args.max_frames)
