@@ -237,6 +237,8 @@ class VideoWriter:
                     raise MediaError(f"writing {self.path} failed: {self._error}")
                 if self.frames_written == 0:
                     raise MediaError(f"no frames were rendered; {self.path} not written")
+                if not self._tmp.is_file() or self._tmp.stat().st_size == 0:  # ffmpeg stopped without a word
+                    raise MediaError(f"ffmpeg could not write {self.path} (its message is above)")
                 os.replace(self._tmp, self.path)
         finally:
             if self._tmp.exists():

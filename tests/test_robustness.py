@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import imageio_ffmpeg
+import numpy as np
 import pytest
 
 import demo_lip_pose
-from edtalk.video_io import VideoWriter, check_save_path, iter_frames
+from edtalk.video_io import MediaError, VideoWriter, check_save_path, iter_frames
 
 from .conftest import MEDIA, ROOT
 from .test_demos import POSE, SOURCE, ckpt_dir, probe, short_clip  # noqa: F401  (fixtures)
@@ -68,6 +69,15 @@ def test_a_longer_soundtrack_is_cut_to_the_video(tmp_path, ckpt_dir, short_clip)
     assert lip_pose(*args, ckpt_dir=ckpt_dir) == 0
     assert probe(out) == (6, 25.0, (256, 256), True)
     assert abs(duration(out) - 0.24) < 0.1
+
+
+def test_a_soundtrack_ffmpeg_cannot_read_is_an_error_and_no_file(tmp_path):
+    (tmp_path / "not_audio.wav").write_text("not audio")
+    out = tmp_path / "out.mp4"
+    with pytest.raises(MediaError, match=r"ffmpeg could not write .*out\.mp4"):
+        with VideoWriter(out, audio_path=tmp_path / "not_audio.wav", num_frames=6) as writer:
+            writer.write(np.zeros((6, 64, 64, 3), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not_audio.wav"]
 
 
 # ---- save paths ------------------------------------------------------------------------------------
