@@ -8,7 +8,7 @@ from pathlib import Path
 from .checkpoints import DEFAULT_CKPT_DIR, EXPRESSIONS
 from .errors import EDTalkError
 from .pipeline import TalkingHeadPipeline
-from .signals import Interrupted, stop_on_signals
+from .signals import Interrupted, raise_if_interrupted, stop_on_signals
 from .video_io import VideoWriter, check_save_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +134,9 @@ def render_to_file(args: argparse.Namespace, model: str) -> int:
                 VideoWriter(save_path, result.fps, result.audio_path, num_frames=result.num_frames) as writer,
             ):
                 for frames in result.frames:
+                    raise_if_interrupted()
                     writer.write(frames)
+                raise_if_interrupted()  # before the writer publishes the file
     except Interrupted as stop:
         print("interrupted", file=sys.stderr)
         return stop.exit_code

@@ -142,6 +142,37 @@ def test_a_signal_stops_the_render_and_leaves_nothing_behind(tmp_path, ckpt_dir,
     assert list(out_dir.iterdir()) == [] and list(tmp_dir.iterdir()) == []
 
 
+DROPPED_SIGNAL = """
+import os, signal, subprocess, sys
+from edtalk.signals import Interrupted, raise_if_interrupted, stop_on_signals
+
+def signal_myself():  # runs in the parent after each fork: Python drops exceptions raised here
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(10000):
+        pass
+
+os.register_at_fork(after_in_parent=signal_myself)
+try:
+    with stop_on_signals():
+        subprocess.run(["true"], preexec_fn=os.setpgrp)  # as imageio-ffmpeg starts ffmpeg
+        print("went on after the fork", flush=True)
+        raise_if_interrupted()
+        print("not reached", flush=True)
+except Interrupted as stop:
+    sys.exit(stop.exit_code)
+"""
+
+
+def test_a_signal_whose_exception_python_drops_still_stops_the_render():
+    """The race that once let a render run to the end after Ctrl-C: the signal landed while a
+    subprocess started, and Python dropped the exception. The next check raises it again."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", DROPPED_SIGNAL], env=env, capture_output=True, text=True)
+    assert proc.stdout.splitlines() == ["went on after the fork"]  # the first exception was dropped
+    assert proc.stderr == ""  # and Python did not print it
+    assert proc.returncode == 128 + signal.SIGTERM
+
+
 # ---- feedback --------------------------------------------------------------------------------------
 
 
