@@ -12,7 +12,7 @@ EXAMPLE = (
     "python demo_EDTalk_A_using_predefined_exp_weights.py --source_path photo.jpg "
     "--audio_driving_path speech.wav --pose_driving_path head.mp4 --exp_type happy --save_path res/out.mp4"
 )
-INPUTS = ["audio_driving_path", "pose_driving_path", "exp_type"]
+INPUTS = ["audio_driving_path", "pose_driving_path", "exp_type", "exp_scale"]
 
 
 def main(argv: list[str] | None = None) -> int:

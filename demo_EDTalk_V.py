@@ -11,7 +11,7 @@ EXAMPLE = (
     "python demo_EDTalk_V.py --source_path photo.jpg --lip_driving_path talking.mp4 "
     "--pose_driving_path head.mp4 --exp_driving_path smile.mp4 --save_path res/out.mp4"
 )
-INPUTS = ["lip_driving_path", "soundtrack", "pose_driving_path", "exp_driving_path", "exp_type"]
+INPUTS = ["lip_driving_path", "soundtrack", "pose_driving_path", "exp_driving_path", "exp_type", "exp_scale"]
 
 
 def main(argv: list[str] | None = None) -> int:

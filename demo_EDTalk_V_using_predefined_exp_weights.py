@@ -12,7 +12,7 @@ EXAMPLE = (
     "python demo_EDTalk_V_using_predefined_exp_weights.py --source_path photo.jpg "
     "--lip_driving_path talking.mp4 --pose_driving_path head.mp4 --exp_type sad --save_path res/out.mp4"
 )
-INPUTS = ["lip_driving_path", "soundtrack", "pose_driving_path", "exp_type"]
+INPUTS = ["lip_driving_path", "soundtrack", "pose_driving_path", "exp_type", "exp_scale"]
 
 
 def main(argv: list[str] | None = None) -> int:

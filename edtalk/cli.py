@@ -27,7 +27,15 @@ INPUT_FLAGS = {
     "pose_driving_path": dict(help="head-pose video or image (default: the head stays still)"),
     "fix_pose": dict(action="store_true", help="keep the source's head pose (ignore --pose_driving_path)"),
     "exp_driving_path": dict(help="expression reference image or video"),
-    "exp_type": dict(help=f"predefined emotion instead: {', '.join(EXPRESSIONS)}"),
+    "exp_type": dict(
+        help=f"predefined emotion instead: {', '.join(EXPRESSIONS)}; or a mix of them with intensities, "
+        "e.g. happy:0.7,surprised:0.3"
+    ),
+    "exp_scale": dict(
+        type=float,
+        default=1.0,
+        help="multiply the expression (of --exp_type or --exp_driving_path): 0 none, above 1 exaggerated",
+    ),
 }
 
 
@@ -110,6 +118,7 @@ def render_to_file(args: argparse.Namespace, model: str) -> int:
         "pose": None if getattr(args, "fix_pose", False) else getattr(args, "pose_driving_path", None),
         "exp": getattr(args, "exp_driving_path", None),
         "exp_type": getattr(args, "exp_type", None),
+        "exp_scale": getattr(args, "exp_scale", 1.0),
     }
     try:
         with stop_on_signals():

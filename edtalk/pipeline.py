@@ -32,6 +32,7 @@ from networks import Generator
 from . import audio as audio_io
 from .checkpoints import EXPRESSION_DIR, FULL, LIP_POSE, load_audio2lip, load_expression_weights, load_generator
 from .device import resolve_device
+from .emotions import check_expression_scale, parse_emotion_mix
 from .errors import EDTalkError
 from .face_align import (
     CROP_SIZE,
@@ -312,10 +313,12 @@ class TalkingHeadPipeline:
                     out[part].append(self.generator.coefficients(h, part))
         return {part: torch.cat(chunks) for part, chunks in out.items()}
 
-    def expression_weight(self, name: str) -> torch.Tensor:
-        """(1, 10) coefficients of a predefined emotion from ckpt_dir/predefined_exp_weights."""
-        weights = load_expression_weights(self.ckpt_dir / EXPRESSION_DIR, (name,))
-        return weights[name].to(self.device)
+    def expression_weight(self, spec: str) -> torch.Tensor:
+        """(1, 10) coefficients of a predefined emotion ("happy") or a weighted mix of them
+        ("happy:0.7,surprised:0.3"; see edtalk/emotions.py) from ckpt_dir/predefined_exp_weights."""
+        mix = parse_emotion_mix(spec)
+        weights = load_expression_weights(self.ckpt_dir / EXPRESSION_DIR, tuple(mix))
+        return sum(w * weights[name] for name, w in mix.items()).to(self.device)
 
     # ---- rendering -------------------------------------------------------------------------------
 
@@ -328,6 +331,7 @@ class TalkingHeadPipeline:
         pose: str | Path | None = None,
         exp: str | Path | None = None,
         exp_type: str | None = None,
+        exp_scale: float = 1.0,
         paste_back: bool = False,
     ) -> Rendering:
         """Check and prepare every input, then return the clip as a lazy stream of frames.
@@ -336,11 +340,13 @@ class TalkingHeadPipeline:
         audio: drives the mouth (any format); with `lip` given it is only the soundtrack.
         lip: a mouth-driving video (the output then has its length); pose / exp: a driving image or
         video (ping-ponged when shorter than the output; None keeps the source's own pose /
-        expression); exp_type: a predefined emotion instead of `exp` (full model only).
+        expression); exp_type: a predefined emotion, or a mix such as "happy:0.7,surprised:0.3",
+        instead of `exp` (full model only); exp_scale: multiplies the expression coefficients of
+        `exp` / `exp_type` (0 none, 1 as given, above 1 exaggerated).
         paste_back: put the animated face back into the uncropped photo / video frames.
         The output has one frame per 1/25 s of audio (or per lip-video frame), at 25 fps.
         """
-        self._check_modes(audio, lip, exp, exp_type)
+        self._check_modes(audio, lip, exp, exp_type, exp_scale)
         exp_weight = self.expression_weight(exp_type) if exp_type else None
         lip_coefs = self.lip_from_audio(audio) if lip is None else None
         if lip is not None and audio is not None:
@@ -351,10 +357,14 @@ class TalkingHeadPipeline:
         crop_size = CROP_SIZE * (2 if self.restorer else 1)
         size = src.originals.shape[1:3] if paste_back else (crop_size, crop_size)
         exp_coefs = drivers.get("exp", exp_weight)
+        if exp_coefs is not None and exp_scale != 1:
+            exp_coefs = exp_coefs * exp_scale
         frames = self._generate(src, lip_coefs, drivers.get("pose"), exp_coefs)
         return Rendering(frames, len(lip_coefs), FPS, tuple(size), _soundtrack(audio, lip), src.storage)
 
-    def _check_modes(self, audio, lip, exp, exp_type) -> None:
+    def _check_modes(self, audio, lip, exp, exp_type, exp_scale) -> None:
+        if check_expression_scale(exp_scale) != 1 and exp is None and not exp_type:
+            raise EDTalkError("an expression scale needs an expression to scale: an expression reference or type")
         if (exp is not None or exp_type) and not self.generator.has_expression:
             raise EDTalkError(
                 "expression control (an expression reference or --exp_type) needs the full generator EDTalk.pt; "
