@@ -4,13 +4,24 @@ Layouts (as in the official README), chosen automatically by their folder names:
 - MEAD: `<root>/Original_video/<actor#emotion#level#clip>.mp4`, audio in `<root>/audio/<same>.wav`
 - HDTF: `<root>/original_videos/<name>.mp4`, audio in `<root>/audios/<name>.wav`
 - any other folder: every video file below it, with its own audio track (or a `<stem>.wav` beside it)
+
+Within any other folder, MEAD as it is downloaded (`<actor>/video/<view>/<emotion>/level_<n>/<clip>.mp4`,
+audio in `<actor>/audio/<emotion>/level_<n>/<clip>.m4a`) is recognised by its path: the clip is named
+`<actor>#<emotion>#level_<n>#<clip>` (plus `#<view>` for the views other than front), as in the
+official MEAD layout, so that the train/test split keeps each actor on one side and the emotion
+label travels with every clip.
 """
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
 LAYOUTS = {"mead": ("Original_video", "audio"), "hdtf": ("original_videos", "audios")}
+MEAD_DOWNLOAD = re.compile(
+    r"(?:^|.*/)(?P<actor>[^/]+)/video/(?P<view>[^/]+)/(?P<emotion>[^/]+)/(?P<level>level_\d+)/[^/]+$"
+)
+AUDIO_EXTENSIONS = (".wav", ".m4a")
 
 
 @dataclass(frozen=True)
@@ -47,8 +58,21 @@ def find_videos(root: str | Path, layout: str = "auto") -> list[RawVideo]:
     videos = []
     for path in candidates:
         key = path.relative_to(root).as_posix()
+        mead = MEAD_DOWNLOAD.match(key)
+        if mead:
+            videos.append(_mead_download(path, key, mead))
+            continue
         # clip names must be unique: a stem shared by videos in different folders takes their path
         stem = path.stem if stems.count(path.stem) == 1 else key.rsplit(".", 1)[0].replace("/", "_")
         beside = (audio_dir or path.parent) / f"{path.stem}.wav"
         videos.append(RawVideo(path, beside if beside.is_file() else None, key, stem))
     return videos
+
+
+def _mead_download(path: Path, key: str, found: re.Match) -> RawVideo:
+    """A video of MEAD's download layout, named actor#emotion#level#clip (#view unless front)."""
+    actor, view, emotion, level = found.group("actor", "view", "emotion", "level")
+    stem = "#".join([actor, emotion, level, path.stem] + ([] if view == "front" else [view]))
+    audio_folder = path.parents[4] / "audio" / emotion / level
+    audio = next((a for a in (audio_folder / f"{path.stem}{ext}" for ext in AUDIO_EXTENSIONS) if a.is_file()), None)
+    return RawVideo(path, audio, key, stem)

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data_preprocess.dataset import AudioWindowDataset, CrossPairDataset, PairDataset, swap_mouth
-from data_preprocess.lmdb_store import LmdbReader, decode_jpeg, frame_key
+from data_preprocess.lmdb_store import LmdbReader, decode_jpeg, frame_key, group_of
 from data_preprocess.prepare_dataset import PrepareConfig, clip_ranges, prepare
 from data_preprocess.sources import find_videos
 from edtalk import audio as audio_io
@@ -88,6 +88,26 @@ def test_layouts_are_detected(tmp_path):
     (tmp_path / "audio" / "M003#angry#level_1#001.wav").touch()
     (videos,) = find_videos(tmp_path)
     assert videos.stem == "M003#angry#level_1#001" and videos.audio == tmp_path / "audio" / "M003#angry#level_1#001.wav"
+
+
+def test_mead_as_downloaded_is_named_by_actor_emotion_and_level(tmp_path):
+    for view in ("front", "left_30"):
+        for actor, emotion, level in (("M003", "happy", 2), ("W009", "sad", 1)):
+            video = tmp_path / actor / "video" / view / emotion / f"level_{level}" / "001.mp4"
+            video.parent.mkdir(parents=True)
+            video.touch()
+    audio = tmp_path / "M003" / "audio" / "happy" / "level_2" / "001.m4a"
+    audio.parent.mkdir(parents=True)
+    audio.touch()
+    videos = {v.stem: v for v in find_videos(tmp_path)}
+    assert sorted(videos) == [
+        "M003#happy#level_2#001",
+        "M003#happy#level_2#001#left_30",
+        "W009#sad#level_1#001",
+        "W009#sad#level_1#001#left_30",
+    ]
+    assert videos["M003#happy#level_2#001"].audio == audio and videos["W009#sad#level_1#001"].audio is None
+    assert group_of(videos["M003#happy#level_2#001#left_30"].stem) == "M003"  # the split keeps an actor together
 
 
 def test_lmdb_layout(dataset):
