@@ -12,6 +12,7 @@ EXAMPLE = (
     "--pose_driving_path head.mp4 --save_path res/out.mp4"
 )
 INPUTS = ["audio_driving_path", "pose_driving_path", "fix_pose", "lip_driving_path"]
+INPUTS += ["pose_from_audio", "pose_temperature", "seed", "pose_style_path"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,11 +16,20 @@ least favourable case for our caching (`--driver_seconds` makes the pose and exp
 shorter; both runs then play them back and forth). Without checkpoints in --ckpt_dir, random weights of the
 official shapes are used (speed does not depend on the values). `--face_sr` renders with GFPGAN
 face restoration (512x512 output; random GFPGAN weights without ckpts/GFPGANv1.4.pth) and also
-reports the restoration's own cost per frame (landmarks, alignment, network, paste-back).
+reports the restoration's own cost per frame (landmarks, alignment, network, paste-back). With
+the audio_full mode, a `pose_from_audio` row times sampling the head pose from the audio
+(Audio2Pose, streamed as the pipeline does; random weights without ckpts/Audio2Pose.pt) per frame
+and as a share of that mode's end-to-end time.
+
+Each mode runs at every precision of `--precision` (default fp32 and auto, the pipeline's default:
+bf16 where the hardware computes bf16 natively); a row per precision gives its speed and the PSNR of
+its rendered frames (the first `--psnr_frames`, 8-bit, before H.264 encoding) against the fp32 ones.
+The official way of working always runs in fp32, once per mode.
 """
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import threading
@@ -37,11 +46,13 @@ sys.path.insert(0, str(ROOT))
 
 import edtalk  # noqa: E402
 from edtalk import audio as audio_io  # noqa: E402
-from edtalk.device import synchronize  # noqa: E402
+from edtalk.device import PRECISIONS, precision_name, synchronize  # noqa: E402
 from edtalk.gfpgan import GFPGAN_FILE  # noqa: E402
+from edtalk.motion import pose_track  # noqa: E402
 from edtalk.pipeline import TalkingHeadPipeline, pingpong, to_tensor  # noqa: E402
 from edtalk.video_io import VideoWriter, iter_frames, read_image  # noqa: E402
 from networks import EDTALK, LIP_POSE, Audio2Lip, Generator  # noqa: E402
+from networks.audio2pose import Audio2Pose  # noqa: E402
 from networks.gfpgan import GFPGANv1Clean  # noqa: E402
 
 MODES = {  # mode -> (model, inputs)
@@ -141,8 +152,34 @@ def generator_fps(pipe: TalkingHeadPipeline, batch: int, repeats: int = 2) -> fl
     return batch * repeats / (time.perf_counter() - start)
 
 
-def run_ours(pipe: TalkingHeadPipeline, inputs: dict, names: tuple, out: Path, max_frames: int | None) -> tuple:
-    """End-to-end render + encode with the pipeline; (seconds, frames, peak RSS MB)."""
+def pose_from_audio_cost(ckpt_dir: Path, device: torch.device, audio: Path, tmp: Path) -> tuple[float, float, bool]:
+    """(ms per output frame, peak RSS MB) of sampling the head pose from `audio` with Audio2Pose
+    (ckpt_dir/Audio2Pose.pt, else random weights: the cost does not depend on them), whether random."""
+    path, random_weights = ckpt_dir / edtalk.checkpoints.AUDIO2POSE_FILE, False
+    if not path.is_file():
+        path, random_weights = tmp / "Audio2Pose.pt", True
+        torch.save({"audio2pose": Audio2Pose().state_dict()}, path)
+    model = edtalk.load_audio2pose(path, device)
+    frames = audio_io.load_for_video(audio)[1]
+    with RssMonitor() as rss:
+        start = time.perf_counter()
+        pose_track(model, audio, frames, torch.zeros(6))
+        synchronize(device)
+        seconds = time.perf_counter() - start
+    return 1000 * seconds / frames, rss.peak, random_weights
+
+
+def psnr(frames: np.ndarray, reference: np.ndarray) -> float:
+    """PSNR in dB of uint8 frames against reference frames of the same shape (inf when equal)."""
+    mse = np.mean((frames.astype(np.float64) - reference.astype(np.float64)) ** 2)
+    return 10 * math.log10(255**2 / mse) if mse else math.inf
+
+
+def run_ours(
+    pipe: TalkingHeadPipeline, inputs: dict, names: tuple, out: Path, max_frames: int | None, keep: int = 0
+) -> tuple:
+    """End-to-end render + encode with the pipeline; (seconds, frames, peak RSS MB, the first `keep`
+    rendered frames as (n, H, W, 3) uint8)."""
     with RssMonitor() as rss:
         start = time.perf_counter()
         kwargs = {k: inputs[k] for k in names}
@@ -152,12 +189,15 @@ def run_ours(pipe: TalkingHeadPipeline, inputs: dict, names: tuple, out: Path, m
             pipe.render(inputs["source"], **kwargs) as result,
             VideoWriter(out, result.fps, result.audio_path, num_frames=result.num_frames) as writer,
         ):
+            kept = []
             for batch in result.frames:
                 writer.write(batch)
+                if writer.frames_written - len(batch) < keep:
+                    kept.append(batch[: keep - writer.frames_written + len(batch)])
                 if max_frames and writer.frames_written >= max_frames:
                     break
         seconds = time.perf_counter() - start
-    return seconds, writer.frames_written, rss.peak
+    return seconds, writer.frames_written, rss.peak, np.concatenate(kept) if kept else None
 
 
 def run_baseline(pipe: TalkingHeadPipeline, inputs: dict, names: tuple, out: Path, max_frames: int | None) -> tuple:
@@ -195,7 +235,13 @@ def main() -> None:
     )
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {', '.join(MODES)}")
     parser.add_argument("--batches", default=None, help="generator batch sizes to time (default 1,2,4 CPU; 1..64 GPU)")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument(
+        "--precision",
+        default="fp32,auto",
+        help=f"comma-separated precisions, a row each (of {', '.join(PRECISIONS)}; auto: the pipeline's default)",
+    )
+    parser.add_argument("--psnr_frames", type=int, default=50, help="frames compared with fp32 for the PSNR")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the decoder (the pipeline's --compile)")
     parser.add_argument("--baseline", action="store_true", help="also run the official way of working")
     parser.add_argument("--max_frames", type=int, help="render only this many frames (memory checks on long clips)")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
@@ -204,7 +250,10 @@ def main() -> None:
     modes = args.modes.split(",")
     device = edtalk.resolve_device(args.device)
     batches = [int(b) for b in (args.batches or ("1,2,4" if device.type == "cpu" else "1,4,16,32,64")).split(",")]
-    report = {"device": str(device), "precision": args.precision, "seconds": args.seconds, "modes": {}}
+    # fp32 first: the reference of the PSNR
+    precisions = sorted(dict.fromkeys(args.precision.split(",")), key=lambda p: p != "fp32")
+    report = {"device": str(device), "precisions": precisions, "seconds": args.seconds, "compile": args.compile}
+    report["modes"] = {}
     report["driver_seconds"] = args.driver_seconds or args.seconds
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -215,50 +264,93 @@ def main() -> None:
         report["face_sr"] = args.face_sr
         for mode in modes:
             model, names = MODES[mode]
-            pipe = TalkingHeadPipeline(
-                ckpt_dir, model, device, crop=False, progress=False, precision=args.precision, face_sr=args.face_sr
-            )
-            if args.face_sr:
-                report["face_sr_ms_per_frame"] = restoration_ms(pipe)
-                print(f"face_sr    restoration {report['face_sr_ms_per_frame']:.0f} ms per frame", flush=True)
-            fps = {b: generator_fps(pipe, b) for b in batches}
-            best = max(fps, key=fps.get)
-            seconds, frames, rss = run_ours(pipe, inputs, names, tmp / f"{mode}.mp4", args.max_frames)
-            entry = {
-                "generator_fps_batch1": fps.get(1),
-                "generator_fps_best": fps[best],
-                "best_batch": best,
-                "generator_fps": fps,
-                "frames": frames,
-                "seconds_per_output_second": seconds / (frames / 25),
-                "peak_rss_mb": rss,
-            }
-            if args.baseline:
-                b_seconds, b_frames, b_rss = run_baseline(
-                    pipe, inputs, names, tmp / f"{mode}_base.mp4", args.max_frames
+            baseline, reference = None, None
+            for requested in precisions:
+                pipe = TalkingHeadPipeline(
+                    ckpt_dir,
+                    model,
+                    device,
+                    crop=False,
+                    progress=False,
+                    precision=requested,
+                    compile=args.compile,
+                    face_sr=args.face_sr,
                 )
-                entry |= {
-                    "baseline_seconds_per_output_second": b_seconds / (b_frames / 25),
-                    "baseline_peak_rss_mb": b_rss,
-                    "speedup": (b_seconds / b_frames) / (seconds / frames),
+                precision = precision_name(pipe.precision)
+                row = f"{mode}@{precision}"
+                if row in report["modes"]:  # auto resolved to a precision already run
+                    continue
+                if args.face_sr:
+                    report["face_sr_ms_per_frame"] = restoration_ms(pipe)
+                    print(f"face_sr    restoration {report['face_sr_ms_per_frame']:.0f} ms per frame", flush=True)
+                fps = {b: generator_fps(pipe, b) for b in batches}
+                best = max(fps, key=fps.get)
+                seconds, frames, rss, kept = run_ours(
+                    pipe, inputs, names, tmp / f"{mode}.mp4", args.max_frames, args.psnr_frames
+                )
+                if precision == "fp32":
+                    reference = kept
+                entry = {
+                    "mode": mode,
+                    "precision": precision,
+                    "requested_precision": requested,
+                    "generator_fps_batch1": fps.get(1),
+                    "generator_fps_best": fps[best],
+                    "best_batch": best,
+                    "generator_fps": fps,
+                    "frames": frames,
+                    "seconds_per_output_second": seconds / (frames / 25),
+                    "peak_rss_mb": rss,
+                    "psnr_vs_fp32_db": None if reference is None else psnr(kept, reference),
                 }
-            report["modes"][mode] = entry
-            print_row(mode, entry, args.baseline)
+                if args.baseline and baseline is None:
+                    b_seconds, b_frames, b_rss = run_baseline(
+                        pipe, inputs, names, tmp / f"{mode}_base.mp4", args.max_frames
+                    )
+                    baseline = (b_seconds / (b_frames / 25), b_rss)
+                if baseline is not None:
+                    entry |= {
+                        "baseline_seconds_per_output_second": baseline[0],
+                        "baseline_peak_rss_mb": baseline[1],
+                        "speedup": baseline[0] / entry["seconds_per_output_second"],
+                    }
+                report["modes"][row] = entry
+                print_row(row, entry, args.baseline)
+        if "audio_full" in modes:
+            pose_ms, pose_rss, random_pose = pose_from_audio_cost(args.ckpt_dir, device, inputs["audio"], tmp)
+            row, rendering = next((k, e) for k, e in report["modes"].items() if e["mode"] == "audio_full")
+            render_ms = 1000 * rendering["seconds_per_output_second"] / 25
+            report["pose_from_audio"] = {
+                "ms_per_frame": pose_ms,
+                "share_of_rendering": pose_ms / render_ms,
+                "rendering_row": row,
+                "peak_rss_mb": pose_rss,
+                "random_weights": random_pose,
+            }
+            print(
+                f"{'pose_from_audio':<16} Audio2Pose sampling {pose_ms:.2f} ms per frame = "
+                f"{100 * pose_ms / render_ms:.2f} % of {row}'s end-to-end time | peak {pose_rss:.0f} MB",
+                flush=True,
+            )
     report["peak_rss_mb"] = max(e["peak_rss_mb"] for e in report["modes"].values())
     if args.baseline:
-        ours = sum(e["seconds_per_output_second"] for e in report["modes"].values())
-        base = sum(e["baseline_seconds_per_output_second"] for e in report["modes"].values())
-        report["speedup_vs_baseline"] = base / ours
-        print(f"end-to-end speed-up over the official way of working: {base / ours:.2f}x")
+        report["speedup_vs_baseline"] = {}
+        for precision in dict.fromkeys(e["precision"] for e in report["modes"].values()):
+            rows = [e for e in report["modes"].values() if e["precision"] == precision]
+            ours = sum(e["seconds_per_output_second"] for e in rows)
+            base = sum(e["baseline_seconds_per_output_second"] for e in rows)
+            report["speedup_vs_baseline"][precision] = base / ours
+            print(f"end-to-end speed-up over the official way (fp32), ours in {precision}: {base / ours:.2f}x")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))
 
 
-def print_row(mode: str, e: dict, baseline: bool) -> None:
+def print_row(row: str, e: dict, baseline: bool) -> None:
+    quality = "" if e["psnr_vs_fp32_db"] is None else f" | PSNR vs fp32 {e['psnr_vs_fp32_db']:.1f} dB"
     line = (
-        f"{mode:<11} gen {e['generator_fps_batch1']:.2f} fps @1, {e['generator_fps_best']:.2f} fps @{e['best_batch']}"
-        f" | end-to-end {e['seconds_per_output_second']:.2f} s per output s | peak {e['peak_rss_mb']:.0f} MB"
+        f"{row:<16} gen {e['generator_fps_batch1']:.2f} fps @1, {e['generator_fps_best']:.2f} fps @{e['best_batch']}"
+        f" | end-to-end {e['seconds_per_output_second']:.2f} s per output s | peak {e['peak_rss_mb']:.0f} MB{quality}"
     )
     if baseline:
         line += (

@@ -31,10 +31,12 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_data import DEFAULT_VIDEO, make_raw_video  # noqa: E402
 from edtalk.device import resolve_device, synchronize  # noqa: E402
-from networks import LIP_POSE, Generator  # noqa: E402
+from networks import EDTALK, LIP_POSE, Generator  # noqa: E402
 from networks.discriminator import Discriminator  # noqa: E402
+from train import teacher  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.loop import Trainer  # noqa: E402
+from train.motion_stages import MOTION_STAGES  # noqa: E402
 from train.sampling import endless_batches, to_device  # noqa: E402
 from train.stages import STAGES  # noqa: E402
 from train.sync import SyncNet  # noqa: E402
@@ -64,6 +66,23 @@ def seed_checkpoints(folder: Path, only_fine_tune_dec: bool) -> dict[str, dict]:
         "audio2mouth": {"generator": str(lip_pose), "syncnet": str(syncnet)},
         "fine_tune": {"init": str(lip_pose), "only_fine_tune_dec": only_fine_tune_dec},
     }
+
+
+def seed_teacher(folder: Path, data: Path) -> tuple[dict[str, dict], Path]:
+    """A random full generator for the audio-to-motion stages and, in place of its encoder pass over
+    the set (minutes on a CPU; not part of a step), random teacher coefficients cached for it in
+    `data` (the caller removes that file). Returns the stages' extra settings and the cache path."""
+    from data_preprocess.lmdb_store import LmdbReader
+
+    full = folder / "full.pt"
+    torch.save({"gen": Generator(EDTALK).state_dict()}, full)
+    reader = LmdbReader(data / "lmdb")
+    names = reader.names()
+    dims = {"lip": EDTALK.lip_dim, "pose": EDTALK.pose_dim, "exp": EDTALK.exp_dim}
+    coefs = {p: [torch.randn(reader.length(n), d).numpy() for n in names] for p, d in dims.items()}
+    cache = teacher.cache_path(data, full)
+    teacher.write(cache, names, coefs)
+    return {name: {"generator": str(full)} for name in MOTION_STAGES}, cache
 
 
 def measure(stage_name: str, cfg: TrainConfig, steps: int) -> dict:
@@ -138,18 +157,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or prepare_data(Path(tmp), 20.0)
         extras = seed_checkpoints(Path(tmp), args.only_fine_tune_dec)
+        motion_extras, cache = seed_teacher(Path(tmp), data)
+        extras |= motion_extras
         print(f"device {args.device}, batch {args.batch_size}, torch {torch.__version__}")
         print(f"{'stage':<22} {'s/step':>8} {'s/sample':>9} {'GFLOP/step':>11} {'peak RSS MB':>12} {'peak GPU MB':>12}")
         results = []
-        for name in args.stages:
-            r = run_stage(args, name, data, extras.get(name, {}))
-            results.append(r)
-            gpu = f"{r['peak_cuda_mb']:.0f}" if "peak_cuda_mb" in r else "-"
-            print(
-                f"{name:<22} {r['seconds_per_step']:>8.2f} {r['seconds_per_sample']:>9.2f} "
-                f"{r['gflop_per_step']:>11.0f} {r['peak_rss_mb']:>12.0f} {gpu:>12}",
-                flush=True,
-            )
+        try:
+            for name in args.stages:
+                r = run_stage(args, name, data, extras.get(name, {}))
+                results.append(r)
+                gpu = f"{r['peak_cuda_mb']:.0f}" if "peak_cuda_mb" in r else "-"
+                print(
+                    f"{name:<22} {r['seconds_per_step']:>8.2f} {r['seconds_per_sample']:>9.2f} "
+                    f"{r['gflop_per_step']:>11.0f} {r['peak_rss_mb']:>12.0f} {gpu:>12}",
+                    flush=True,
+                )
+        finally:
+            cache.unlink()  # the random teacher's coefficients must not stay in the set
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"device": args.device, "stages": results}, indent=2))

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 
 from networks import Audio2Lip, Generator, GeneratorConfig
+from networks.audio2exp import Audio2Exp
+from networks.audio2pose import Audio2Pose
 
 from .device import resolve_device
 from .errors import CheckpointError
@@ -30,6 +32,8 @@ CHECKPOINTS = {
 }
 EXPRESSIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 EXPRESSION_DIR = "predefined_exp_weights"
+AUDIO2EXP_FILE = "Audio2Exp.pt"  # trained by the user (train/train_audio2exp.py), not downloadable
+AUDIO2POSE_FILE = "Audio2Pose.pt"  # trained by the user (train/train_audio2pose.py), not downloadable
 
 DEFAULT_CKPT_DIR = Path(__file__).resolve().parents[1] / "ckpts"  # the repository's, from any working directory
 
@@ -48,25 +52,33 @@ def where_to_get(name: str, ckpt_dir: str | Path = DEFAULT_CKPT_DIR) -> str:
     )
 
 
-def _read(path: str | Path) -> dict:
+def read_checkpoint(path: str | Path, what: str = "checkpoint", hint: str | None = None) -> dict:
+    """The dict in a torch file, loaded as plain data (weights only; an official file's
+    argparse.Namespace is allowed): the one reader of every weight file the project takes.
+
+    what: how the messages name the file ("checkpoint", "SyncNet weights"); hint: what to do when it
+    is missing (default: where to get an official EDTalk file, else "check the path"). Raises a
+    one-line CheckpointError for a missing, truncated, corrupt or non-dict file, or one that holds
+    pickled Python objects (not loaded, for safety).
+    """
     path = Path(path)
     official = path.name in CHECKPOINTS
     if not path.is_file():
-        hint = where_to_get(path.name, path.parent) if official else "check the path"
-        raise CheckpointError(f"checkpoint not found: {path}; {hint}")
+        hint = hint or (where_to_get(path.name, path.parent) if official else "check the path")
+        raise CheckpointError(f"{what} not found: {path}; {hint}")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated or foreign files; its text is not for users
         if "Unsupported global" in str(exc):
             raise CheckpointError(
-                f"cannot read checkpoint {path}: it holds pickled Python objects, which are not loaded for safety "
-                "(an EDTalk checkpoint holds only tensors)"
+                f"cannot read {what} {path}: it holds pickled Python objects, which are not loaded for safety "
+                "(weight files hold only tensors)"
             ) from None
         fix = f"re-download {path.name}; {where_to_get(path.name, path.parent)}" if official else "re-save or copy it"
-        raise CheckpointError(f"cannot read checkpoint {path}: file is truncated or corrupt: {fix}") from None
+        raise CheckpointError(f"cannot read {what} {path}: file is truncated or corrupt: {fix}") from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"checkpoint {path} is not an EDTalk checkpoint (a {type(data).__name__}, not a dict)")
+        raise CheckpointError(f"{what} {path} is a {type(data).__name__}, not a dict of weights")
     return data
 
 
@@ -108,15 +120,20 @@ def _generator_config(state: dict, path: Path) -> GeneratorConfig:
     return GeneratorConfig(style_dim=style, lip_dim=lip, pose_dim=pose, exp_dim=exp)
 
 
-def _load_strict(module: torch.nn.Module, state: dict, path: Path) -> None:
-    result = module.load_state_dict(state, strict=False)
+def _load_strict(module: torch.nn.Module, state: dict, path: Path, network: str = "the network") -> None:
+    """Load `state` into `module`, every key and shape exactly; else a one-line CheckpointError
+    naming `path`, the `network` and the first difference."""
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a shape mismatch
+        raise CheckpointError(f"{path} does not match {network}: {str(exc).splitlines()[-1].strip()}") from None
     problems = []
     if result.missing_keys:
         problems.append(f"{len(result.missing_keys)} missing keys (e.g. {result.missing_keys[0]})")
     if result.unexpected_keys:
         problems.append(f"{len(result.unexpected_keys)} unexpected keys (e.g. {result.unexpected_keys[0]})")
     if problems:
-        raise CheckpointError(f"{path} does not match the network: {'; '.join(problems)}")
+        raise CheckpointError(f"{path} does not match {network}: {'; '.join(problems)}")
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu", kind: str | None = None) -> Generator:
@@ -126,7 +143,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", kind: s
     other kind raises CheckpointError saying which file the mode needs.
     """
     path = Path(path)
-    state = _state_dict(_read(path), "gen", path, "a generator checkpoint ('gen' entry)")
+    state = _state_dict(read_checkpoint(path), "gen", path, "a generator checkpoint ('gen' entry)")
     found = generator_kind(state)
     if kind is not None and found != kind:
         need = {
@@ -138,10 +155,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", kind: s
         )
     config = _generator_config(state, path)
     gen = Generator(config)
-    try:
-        _load_strict(gen, state, path)
-    except RuntimeError as exc:  # shape mismatch
-        raise CheckpointError(f"{path} does not match the network: {str(exc).splitlines()[-1].strip()}") from None
+    _load_strict(gen, state, path)
     log.info("loaded %s generator from %s", found, path)
     return gen.to(resolve_device(device)).eval()
 
@@ -149,12 +163,49 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", kind: s
 def load_audio2lip(path: str | Path, device: str | torch.device = "cpu") -> Audio2Lip:
     """Load Audio2Lip.pt as an Audio2Lip network in eval mode."""
     path = Path(path)
-    state = _state_dict(_read(path), "audio2lip", path, "an Audio2Lip checkpoint ('audio2lip' entry)")
+    state = _state_dict(read_checkpoint(path), "audio2lip", path, "an Audio2Lip checkpoint ('audio2lip' entry)")
     model = Audio2Lip(lip_dim=state["mapping.weight"].shape[0] if "mapping.weight" in state else 20)
+    _load_strict(model, state, path)
+    return model.to(resolve_device(device)).eval()
+
+
+def load_audio2exp(path: str | Path, device: str | torch.device = "cpu") -> Audio2Exp:
+    """Load Audio2Exp.pt (a checkpoint of train/train_audio2exp.py, its 'audio2exp' entry) as an
+    Audio2Exp network in eval mode; its sizes are read from the tensor shapes."""
+    path = Path(path)
+    trained = "train one with train/train_audio2exp.py and copy its checkpoints/best.pt there (see ckpts/README.md)"
+    state = _state_dict(
+        read_checkpoint(path, hint=trained), "audio2exp", path, "an Audio2Exp checkpoint ('audio2exp' entry)"
+    )
     try:
-        _load_strict(model, state, path)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not match the network: {str(exc).splitlines()[-1].strip()}") from None
+        exp_dim, width = state["exp_head.weight"].shape
+        emotions = state["emotion_head.weight"].shape[0]
+    except KeyError as exc:
+        raise CheckpointError(f"{path} is not an Audio2Exp checkpoint (no {exc.args[0]})") from None
+    depth = sum(k.startswith("temporal.") and k.endswith(".conv.weight") for k in state)
+    model = Audio2Exp(exp_dim=exp_dim, num_emotions=emotions, width=width, depth=depth)
+    _load_strict(model, state, path)
+    return model.to(resolve_device(device)).eval()
+
+
+def load_audio2pose(path: str | Path, device: str | torch.device = "cpu") -> Audio2Pose:
+    """Load Audio2Pose.pt (a checkpoint of train/train_audio2pose.py, its 'audio2pose' entry) as an
+    Audio2Pose flow in eval mode; its sizes are read from the tensor shapes."""
+    path = Path(path)
+    trained = "train one with train/train_audio2pose.py and copy its checkpoints/best.pt there (see ckpts/README.md)"
+    state = _state_dict(
+        read_checkpoint(path, hint=trained), "audio2pose", path, "an Audio2Pose checkpoint ('audio2pose' entry)"
+    )
+    try:
+        pose_dim = state["pose_mean"].shape[0]
+        audio_dim = state["audio.net.5.weight"].shape[0]
+        hidden, audio_window = state["audio_proj.weight"].shape
+        history = (state["rnn.weight_ih_l0"].shape[1] - hidden - 2 * pose_dim - 1) // pose_dim  # minus the style
+    except KeyError as exc:
+        raise CheckpointError(f"{path} is not an Audio2Pose checkpoint (no {exc.args[0]})") from None
+    steps = sum(k.startswith("flow.") and k.endswith(".lower") for k in state)
+    model = Audio2Pose(pose_dim, audio_dim, (audio_window // audio_dim - 1) // 2, history, hidden, steps)
+    _load_strict(model, state, path)
     return model.to(resolve_device(device)).eval()
 
 

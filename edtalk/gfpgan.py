@@ -12,7 +12,7 @@ import torch
 
 from networks.gfpgan import GFPGANv1Clean
 
-from .checkpoints import _load_strict, _read
+from .checkpoints import _load_strict, read_checkpoint
 from .device import resolve_device
 from .errors import CheckpointError
 
@@ -56,13 +56,8 @@ def load_gfpgan(path: str | Path, device: str | torch.device = "cpu") -> GFPGANv
     or foreign file raises CheckpointError with a one-line message.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"GFPGAN checkpoint not found: {path}; {gfpgan_where_to_get(path)}")
-    state = _gfpgan_state(_read(path), path)
+    state = _gfpgan_state(read_checkpoint(path, "GFPGAN checkpoint", gfpgan_where_to_get(path)), path)
     model = GFPGANv1Clean()
-    try:
-        _load_strict(model, state, path)
-    except RuntimeError as exc:  # shape mismatch (another channel multiplier or size)
-        raise CheckpointError(f"{path} does not match GFPGAN v1.3/v1.4: {str(exc).splitlines()[-1].strip()}") from None
+    _load_strict(model, state, path, "GFPGAN v1.3/v1.4")  # e.g. another channel multiplier or size
     log.info("loaded GFPGAN from %s", path)
     return model.to(resolve_device(device)).eval()

@@ -28,10 +28,23 @@ import torch
 from tqdm import tqdm
 
 from networks import Generator
+from networks.audio2exp import EMOTIONS
+from networks.audio2pose import pose_style
 
 from . import audio as audio_io
-from .checkpoints import EXPRESSION_DIR, FULL, LIP_POSE, load_audio2lip, load_expression_weights, load_generator
-from .device import resolve_device
+from .checkpoints import (
+    AUDIO2EXP_FILE,
+    AUDIO2POSE_FILE,
+    EXPRESSION_DIR,
+    FULL,
+    LIP_POSE,
+    load_audio2exp,
+    load_audio2lip,
+    load_audio2pose,
+    load_expression_weights,
+    load_generator,
+)
+from .device import exact_fp32, resolve_device, resolve_precision
 from .emotions import check_expression_scale, parse_emotion_mix
 from .errors import EDTalkError
 from .face_align import (
@@ -46,6 +59,8 @@ from .face_align import (
 from .face_sr import FaceRestorer
 from .gfpgan import GFPGAN_FILE, load_gfpgan
 from .memory import release_free_memory
+from .motion import pose_track
+from .motion_template import MotionTemplate, TemplateError, fingerprint, is_template, load_template, save_template
 from .video_io import has_audio_stream, is_image, iter_frames, read_image, to_uint8, video_duration
 
 log = logging.getLogger(__name__)
@@ -132,9 +147,6 @@ class Rendering:
         self.close()
 
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 def default_batch_size(device: torch.device) -> int:
     """Frames per generator call: 1 on CPU (larger batches only add memory traffic there), 16 on GPUs."""
     return 1 if device.type == "cpu" else 16
@@ -147,10 +159,14 @@ class TalkingHeadPipeline:
     generator_path: a generator checkpoint to use instead of the one in ckpt_dir (e.g. a model
         fine-tuned on one person by train/train_fine_tune.py); it must fit `model`.
     audio2lip_path: an Audio2Lip checkpoint to use instead of ckpt_dir/Audio2Lip.pt.
+    audio2exp_path: an Audio2Exp checkpoint (train/train_audio2exp.py) instead of ckpt_dir/Audio2Exp.pt.
+    audio2pose_path: an Audio2Pose checkpoint (train/train_audio2pose.py) instead of ckpt_dir/Audio2Pose.pt.
     batch_size: frames per generator call (None: 1 on CPU, 16 on a GPU).
     crop: detect and align faces (False: inputs are already aligned crops, resized to 256 if needed).
-    precision: 'fp32' (exact), or 'bf16' / 'fp16' autocast for the networks (faster on GPUs;
-        outputs differ slightly; fp16 needs a GPU). The motion-bank maths always stays float32.
+    precision: 'auto' (bf16 where the hardware computes bf16 natively: CUDA
+        compute capability >= 8.0, CPUs with AMX-BF16 or AVX512-BF16; else fp32), 'fp32' (exact:
+        the official outputs), or 'bf16' / 'fp16' autocast for the networks (outputs differ
+        slightly; fp16 needs a GPU). The motion-bank maths always stays float32.
     compile: run the decoder through torch.compile (first batch slower, later ones faster).
     face_index: with several faces, use the N-th from the left (None: the clearest).
     face_sr: restore every rendered face with GFPGAN (ckpt_dir/GFPGANv1.4.pth): 512x512 frames, or
@@ -166,32 +182,36 @@ class TalkingHeadPipeline:
         batch_size: int | None = None,
         crop: bool = True,
         progress: bool = True,
-        precision: str = "fp32",
+        precision: str = "auto",
         compile: bool = False,
         generator_path: str | Path | None = None,
         face_index: int | None = None,
         audio2lip_path: str | Path | None = None,
         face_sr: bool = False,
         sr_blend: float = 1.0,
+        audio2exp_path: str | Path | None = None,
+        audio2pose_path: str | Path | None = None,
     ):
         if batch_size is not None and batch_size < 1:
             raise EDTalkError(f"batch size must be at least 1, got {batch_size}")
-        if precision not in PRECISIONS:
-            raise EDTalkError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision}")
         self.ckpt_dir = Path(ckpt_dir)
         self.device = resolve_device(device)
-        if precision == "fp16" and self.device.type == "cpu":
-            raise EDTalkError("fp16 needs a GPU; use --precision bf16 or fp32 on the CPU")
+        self.precision = resolve_precision(precision, self.device)  # a dtype
         path = Path(generator_path) if generator_path else self.ckpt_dir / MODEL_FILES[model]
         self.generator: Generator = load_generator(path, self.device, kind=model)
+        self.model = model
+        self._fingerprint = None
         if compile:
             self.generator.dec = torch.compile(self.generator.dec)
         self.batch_size = batch_size or default_batch_size(self.device)
-        self.precision = PRECISIONS[precision]
         self.aligner = FaceAligner(face_index=face_index) if crop else None
         self.progress = progress
         self._audio2lip = None
         self.audio2lip_path = Path(audio2lip_path) if audio2lip_path else self.ckpt_dir / "Audio2Lip.pt"
+        self._audio2exp = None
+        self.audio2exp_path = Path(audio2exp_path) if audio2exp_path else self.ckpt_dir / AUDIO2EXP_FILE
+        self._audio2pose = None
+        self.audio2pose_path = Path(audio2pose_path) if audio2pose_path else self.ckpt_dir / AUDIO2POSE_FILE
         self.restorer = None
         if face_sr:
             if not 0 <= sr_blend <= 1:
@@ -205,11 +225,13 @@ class TalkingHeadPipeline:
 
     @contextlib.contextmanager
     def _networks(self):
-        """Context for running the generator: no autograd, and autocast unless fp32."""
+        """Context for running the generator: no autograd, and autocast unless fp32 (then no TF32 either)."""
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.inference_mode())
             if self.precision != torch.float32:
                 stack.enter_context(torch.autocast(self.device.type, dtype=self.precision))
+            else:
+                stack.enter_context(exact_fp32(self.device))
             yield
 
     # ---- inputs ----------------------------------------------------------------------------------
@@ -273,31 +295,60 @@ class TalkingHeadPipeline:
             self._audio2lip = load_audio2lip(self.audio2lip_path, self.device)
         return self._audio2lip
 
+    @property
+    def audio2pose(self):
+        if self._audio2pose is None:
+            self._audio2pose = load_audio2pose(self.audio2pose_path, self.device)
+        return self._audio2pose
+
+    @property
+    def audio2exp(self):
+        if self._audio2exp is None:
+            self._audio2exp = load_audio2exp(self.audio2exp_path, self.device)
+        return self._audio2exp
+
+    def _mel_chunks(self, path: str | Path) -> Iterator[torch.Tensor]:
+        """The (n, 1, 80, 16) mel windows of an audio file, one per 25-fps frame, a chunk at a time."""
+        wav, frames = audio_io.load_for_video(path, FPS)
+        for windows in audio_io.mel_window_chunks(wav, frames, FPS):
+            yield torch.from_numpy(windows).to(self.device)
+            release_free_memory()  # else the freed chunks stay resident (see edtalk/memory.py)
+
     def lip_from_audio(self, path: str | Path) -> torch.Tensor:
         """(T, 20) smoothed mouth coefficients, one row per 25-fps output frame.
 
         Mel windows are made and encoded a chunk at a time, so their memory stays constant.
         """
-        wav, frames = audio_io.load_for_video(path, FPS)
-
-        def chunks():
-            for windows in audio_io.mel_window_chunks(wav, frames, FPS):
-                yield torch.from_numpy(windows).to(self.device)
-                release_free_memory()  # else the freed chunks stay resident (see edtalk/memory.py)
-
         with torch.inference_mode():
-            return self.audio2lip.predict_chunks(chunks())
+            return self.audio2lip.predict_chunks(self._mel_chunks(path))
+
+    def exp_from_audio(self, path: str | Path) -> torch.Tensor:
+        """(T, 10) smoothed expression coefficients predicted from speech by Audio2Exp, one row per
+        25-fps output frame (a chunk of mel windows at a time, as `lip_from_audio`); logs the
+        emotion heard in the whole clip with its confidence."""
+        with torch.inference_mode():
+            exp, probs = self.audio2exp.predict_chunks(self._mel_chunks(path))
+        best = int(probs.argmax())
+        log.warning(
+            "expression from the speech in %s: it sounds %s (confidence %.2f)", path, EMOTIONS[best], probs[best]
+        )
+        return exp
 
     def driver_coefficients(
         self, path: str | Path, parts: Sequence[str], limit: int | None = None
     ) -> dict[str, torch.Tensor]:
-        """Motion coefficients of a driving image or video: {part: (N, dim)}, N frames at 25 fps.
+        """Motion coefficients of a driving image, video or motion template (.npz): {part: (N, dim)},
+        N frames at 25 fps.
 
         Only the first `limit` frames are read (an output of T frames never uses more of a driver,
         even ping-ponged). Frames are cropped with one stable crop, encoded `batch_size` at a time
-        and reduced to coefficients, so a long driving video costs no memory.
+        and reduced to coefficients, so a long driving video costs no memory. A template's stored
+        coefficients are used as they are: no decoding, detection or encoding.
         """
         path = Path(path)
+        if is_template(path):
+            template = self._check_template(load_template(path), path, parts)
+            return {part: torch.from_numpy(template.coefficients[part][:limit]).to(self.device) for part in parts}
         if is_image(path):
             crops = iter([self._crop_image(read_image(path), str(path))[0]])
         else:
@@ -312,6 +363,50 @@ class TalkingHeadPipeline:
                 for part in parts:
                     out[part].append(self.generator.coefficients(h, part))
         return {part: torch.cat(chunks) for part, chunks in out.items()}
+
+    @property
+    def generator_fingerprint(self) -> str:
+        """Fingerprint of the weights that turn frames into coefficients (encoder and motion heads)."""
+        if self._fingerprint is None:
+            gen = self.generator
+            heads = [gen.enc, gen.fc, gen.lip_fc, gen.pose_fc] + ([gen.exp_fc] if gen.has_expression else [])
+            self._fingerprint = fingerprint(heads)
+        return self._fingerprint
+
+    def save_motion(self, driver: str | Path, path: str | Path) -> MotionTemplate:
+        """Reduce a whole driving image or video to a motion template written at `path` (.npz): the
+        coefficients of every part this generator reads (mouth, pose and, full model, expression)."""
+        parts = ["lip", "pose", "exp"] if self.generator.has_expression else ["lip", "pose"]
+        coefs = self.driver_coefficients(driver, parts)
+        arrays = {part: c.float().cpu().numpy() for part, c in coefs.items()}
+        template = MotionTemplate(arrays, FPS, Path(driver).name, self.model, self.generator_fingerprint)
+        save_template(template, path)
+        return template
+
+    def _check_template(self, template: MotionTemplate, path: Path, parts: Sequence[str]) -> MotionTemplate:
+        """`template` if its coefficients mean the same to this generator; TemplateError if not."""
+        kinds = {FULL: "full generator", LIP_POSE: "lip-pose generator"}
+        if template.model != self.model:
+            raise TemplateError(
+                f"{path} holds motion computed by the {kinds.get(template.model, template.model)}, but this mode "
+                f"uses the {kinds[self.model]}: save the template again in this mode (--save_motion)"
+            )
+        if template.fps != FPS:
+            raise TemplateError(f"{path} is a motion template at {template.fps:g} fps; renders need {FPS:g} fps")
+        config = self.generator.config
+        for part in parts:
+            dim = getattr(config, f"{part}_dim")
+            if template.coefficients.get(part, np.empty((0, 0))).shape[1] != dim:
+                raise TemplateError(f"{path} has no {part} coefficients of size {dim} for this generator")
+        if template.generator != self.generator_fingerprint:
+            log.warning(
+                "%s was saved with other %s weights (%s, this one %s): the motion may look different",
+                path,
+                kinds[self.model],
+                template.generator,
+                self.generator_fingerprint,
+            )
+        return template
 
     def expression_weight(self, spec: str) -> torch.Tensor:
         """(1, 10) coefficients of a predefined emotion ("happy") or a weighted mix of them
@@ -332,7 +427,13 @@ class TalkingHeadPipeline:
         exp: str | Path | None = None,
         exp_type: str | None = None,
         exp_scale: float = 1.0,
+        exp_from_audio: bool | None = None,
+        pose_from_audio: bool | None = None,
+        pose_temperature: float = 0.7,
+        seed: int = 0,
+        pose_style: str | Path | None = None,
         paste_back: bool = False,
+        face_sr: bool | None = None,
     ) -> Rendering:
         """Check and prepare every input, then return the clip as a lazy stream of frames.
 
@@ -340,31 +441,108 @@ class TalkingHeadPipeline:
         audio: drives the mouth (any format); with `lip` given it is only the soundtrack.
         lip: a mouth-driving video (the output then has its length); pose / exp: a driving image or
         video (ping-ponged when shorter than the output; None keeps the source's own pose /
-        expression); exp_type: a predefined emotion, or a mix such as "happy:0.7,surprised:0.3",
-        instead of `exp` (full model only); exp_scale: multiplies the expression coefficients of
-        `exp` / `exp_type` (0 none, 1 as given, above 1 exaggerated).
+        expression); each of lip / pose / exp may also be a motion template (.npz, `save_motion`).
+        exp_type: a predefined emotion, or a mix such as "happy:0.7,surprised:0.3", instead of
+        `exp` (full model only); exp_scale: multiplies the expression coefficients of
+        `exp` / `exp_type` / the audio's (0 none, 1 as given, above 1 exaggerated).
+        exp_from_audio: the expression follows the speech (Audio2Exp, `exp_from_audio`); None: when
+        the audio drives the mouth, no `exp` / `exp_type` is given, the generator is the full model
+        and the Audio2Exp checkpoint exists (else the source keeps its expression, and the log says why).
+        pose_from_audio: the head moves with the speech (Audio2Pose, `pose_from_audio`); None: when
+        the audio is given, the source is a photo, no `pose` is given and the Audio2Pose checkpoint
+        exists (else the head stays still, and the log says why). pose_temperature: how far the
+        sampled motion spreads (0: one deterministic path, 1: as in training); seed: the sampling
+        noise (the same seed gives the same motion); pose_style: a clip (video, image or motion
+        template) whose head-pose statistics (mean and spread) the motion takes on; implies
+        pose_from_audio.
         paste_back: put the animated face back into the uncropped photo / video frames.
+        face_sr: restore the faces (None: when the pipeline was made with face_sr; False: not this
+        clip; True: needs a pipeline made with face_sr).
         The output has one frame per 1/25 s of audio (or per lip-video frame), at 25 fps.
         """
-        self._check_modes(audio, lip, exp, exp_type, exp_scale)
+        self._check_modes(audio, lip, exp, exp_type)
+        wants_pose = True if pose_style is not None and pose_from_audio is None else pose_from_audio
+        audio_pose = self._wants_audio_pose(source, audio, pose, wants_pose)
+        if pose_style is not None and not audio_pose:
+            raise EDTalkError("a pose style shapes the head motion from the audio: it needs pose from the audio")
+        if audio_pose and pose_temperature < 0:
+            raise EDTalkError(f"the pose temperature must be 0 or more, got {pose_temperature}")
         exp_weight = self.expression_weight(exp_type) if exp_type else None
+        audio_exp = self._expression_from_audio(audio, lip, exp, exp_type, exp_from_audio)
+        if check_expression_scale(exp_scale) != 1 and exp is None and not exp_type and audio_exp is None:
+            raise EDTalkError("an expression scale needs an expression to scale: a reference, a type or the audio's")
         lip_coefs = self.lip_from_audio(audio) if lip is None else None
         if lip is not None and audio is not None:
             audio_io.open_waveform(audio, sample_rate=None)  # only muxed: fail now, not after rendering
         src = self.load_source(source, keep_original=paste_back)
         drivers = self._all_driver_coefficients({"lip": lip, "pose": pose, "exp": exp}, lip_coefs)
         lip_coefs = drivers.pop("lip", lip_coefs)
-        crop_size = CROP_SIZE * (2 if self.restorer else 1)
+        restorer = self._restorer(face_sr)
+        crop_size = CROP_SIZE * (2 if restorer else 1)
         size = src.originals.shape[1:3] if paste_back else (crop_size, crop_size)
-        exp_coefs = drivers.get("exp", exp_weight)
+        exp_coefs = drivers.get("exp", exp_weight if audio_exp is None else audio_exp)
         if exp_coefs is not None and exp_scale != 1:
             exp_coefs = exp_coefs * exp_scale
-        frames = self._generate(src, lip_coefs, drivers.get("pose"), exp_coefs)
+        pose_coefs = drivers.get("pose")
+        if audio_pose:
+            pose_coefs = self.pose_from_audio(audio, len(lip_coefs), src, pose_temperature, seed, pose_style)
+        frames = self._generate(src, lip_coefs, pose_coefs, exp_coefs, restorer)
         return Rendering(frames, len(lip_coefs), FPS, tuple(size), _soundtrack(audio, lip), src.storage)
 
-    def _check_modes(self, audio, lip, exp, exp_type, exp_scale) -> None:
-        if check_expression_scale(exp_scale) != 1 and exp is None and not exp_type:
-            raise EDTalkError("an expression scale needs an expression to scale: an expression reference or type")
+    def _wants_audio_pose(self, source, audio, pose, wanted: bool | None) -> bool:
+        """Whether the head pose comes from the audio (`wanted` None: see `render`)."""
+        if wanted is None:
+            if pose is not None or audio is None or not is_image(Path(source)):
+                return False
+            if not self.audio2pose_path.is_file():
+                log.warning(
+                    "no pose video given and no %s: the head stays still (train Audio2Pose with "
+                    "train/train_audio2pose.py to have it move with the speech)",
+                    self.audio2pose_path,
+                )
+                return False
+            return True
+        if wanted and pose is not None:
+            raise EDTalkError("give either a pose video or pose from the audio, not both")
+        if wanted and audio is None:
+            raise EDTalkError("pose from the audio needs an audio file (--audio_driving_path)")
+        return wanted
+
+    def pose_from_audio(
+        self, audio: str | Path, frames: int, src: Source, temperature: float, seed: int, style: str | Path | None
+    ) -> torch.Tensor:
+        """(frames, 6) head-pose coefficients sampled from the speech, starting from the source's own
+        pose (its first frame's); `style`: a reference clip whose pose statistics the motion takes on."""
+        with self._networks():
+            wa = self.generator.enc(to_tensor(src.crops[:1], self.device))[0]
+            start = self.generator.coefficients(wa, "pose")[0].float()
+        reference = pose_style(self.driver_coefficients(style, ["pose"])["pose"]) if style is not None else None
+        return pose_track(self.audio2pose, audio, frames, start, reference, temperature, seed, FPS)
+
+    def _expression_from_audio(self, audio, lip, exp, exp_type, wanted: bool | None) -> torch.Tensor | None:
+        """The (T, 10) expression predicted from `audio` when `wanted` (None: see `render`), else None."""
+        given = exp is not None or bool(exp_type)
+        if wanted is None:
+            if given or lip is not None or audio is None or not self.generator.has_expression:
+                return None
+            if not self.audio2exp_path.is_file():
+                log.warning(
+                    "no expression reference or type given and no %s: the source keeps its own expression "
+                    "(train Audio2Exp with train/train_audio2exp.py to have it follow the speech)",
+                    self.audio2exp_path,
+                )
+                return None
+        elif not wanted:
+            return None
+        elif given:
+            raise EDTalkError("give either an expression from the audio or an expression reference / type, not both")
+        elif not self.generator.has_expression:
+            raise EDTalkError("expression from the audio needs the full generator EDTalk.pt (an expression bank)")
+        elif audio is None:
+            raise EDTalkError("expression from the audio needs an audio file (--audio_driving_path)")
+        return self.exp_from_audio(audio)
+
+    def _check_modes(self, audio, lip, exp, exp_type) -> None:
         if (exp is not None or exp_type) and not self.generator.has_expression:
             raise EDTalkError(
                 "expression control (an expression reference or --exp_type) needs the full generator EDTalk.pt; "
@@ -391,13 +569,24 @@ class TalkingHeadPipeline:
             coefs.update(self.driver_coefficients(path, parts, limit))
         return coefs
 
+    def _restorer(self, face_sr: bool | None) -> FaceRestorer | None:
+        """The face restorer one render uses (see `render`)."""
+        if face_sr and self.restorer is None:
+            raise EDTalkError("face restoration was not loaded: make the pipeline with face_sr=True (--face_sr)")
+        return None if face_sr is False else self.restorer
+
     def _generate(
-        self, src: Source, lip: torch.Tensor, pose: torch.Tensor | None, exp: torch.Tensor | None
+        self,
+        src: Source,
+        lip: torch.Tensor,
+        pose: torch.Tensor | None,
+        exp: torch.Tensor | None,
+        restorer: FaceRestorer | None,
     ) -> Iterator[np.ndarray]:
         """Yield (b, H, W, 3) uint8 batches; source, pose and expression are indexed ping-pong."""
         gen, total = self.generator, len(lip)
-        if self.restorer is not None:
-            self.restorer.reset()
+        if restorer is not None:
+            restorer.reset()
         with self._networks():
             shared = None if src.is_video else gen.encode_source(to_tensor(src.crops, self.device))
         bar = tqdm(total=total, unit="frame", desc="rendering", disable=not self.progress)
@@ -413,8 +602,8 @@ class TalkingHeadPipeline:
                         encoded, lip[torch.as_tensor(idx, device=lip.device)], _pick(pose, idx), _pick(exp, idx)
                     )
                 frames = to_uint8(out.float())
-                if self.restorer is not None:
-                    frames = self.restorer.restore(frames)  # the crops restored at twice their size
+                if restorer is not None:
+                    frames = restorer.restore(frames)  # the crops restored at twice their size
                 if src.originals is not None:
                     to_crop = np.diag([CROP_SIZE / frames.shape[2], CROP_SIZE / frames.shape[1], 1.0])
                     frames = np.stack(

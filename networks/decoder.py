@@ -69,4 +69,4 @@ class Synthesis(nn.Module):
                 feat = self.fineadainresblock[level](feat, exp_latent, normalized)
             warped, out, flow = self.to_flows[level](out, latent, feat, flow)
             rgb = self.to_rgbs[level](warped, rgb)
-        return rgb
+        return rgb.contiguous()  # the layers run channels_last; callers get the usual layout

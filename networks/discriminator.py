@@ -31,8 +31,8 @@ class Discriminator(nn.Module):
         group = min(b, self.stddev_group)
         while b % group:
             group -= 1
-        std = out.view(group, b // group, 1, c, h, w)
+        std = out.reshape(group, b // group, 1, c, h, w)
         std = torch.sqrt(std.var(0, unbiased=False) + 1e-8).mean([2, 3, 4], keepdim=True).squeeze(2)
         out = torch.cat([out, std.repeat(group, 1, h, w)], 1)
         out = self.final_conv(out)
-        return self.final_linear(out.view(b, -1))
+        return self.final_linear(out.reshape(b, -1))

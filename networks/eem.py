@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import inplace_ok, same_layout
+
 
 class ADAIN(nn.Module):
     """Instance norm (no affine, per-sample statistics even in eval) modulated by a latent code."""
@@ -29,7 +31,7 @@ class ADAIN(nn.Module):
         a = self.mlp_shared(z)
         gamma = self.mlp_gamma(a)[:, :, None, None]
         beta = self.mlp_beta(a)[:, :, None, None]
-        return normalized * (1 + gamma) + beta
+        return torch.addcmul(beta.to(normalized.dtype), normalized, (1 + gamma).to(normalized.dtype))
 
     def forward(self, y: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         if z is None:
@@ -52,7 +54,8 @@ class EEM(nn.Module):
         self.norm2 = ADAIN(channels, feature_dim)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        return ADAIN.normalize(self.conv2(x))
+        """x (B, C, H, W) -> instance-normalised conv2(x) (B, C, H, W), float32, in x's memory layout."""
+        return same_layout(ADAIN.normalize(self.conv2(x)).float(), x)
 
     @torch.no_grad()
     def init_identity(self) -> None:
@@ -72,4 +75,5 @@ class EEM(nn.Module):
             return x
         if normalized is None:
             normalized = self.prepare(x)
-        return x + self.norm2.modulate(normalized, e)
+        out = self.norm2.modulate(normalized, e)  # float32 (instance norm runs in float32 under autocast)
+        return out.add_(x) if inplace_ok(out) and out.shape == torch.broadcast_shapes(out.shape, x.shape) else out + x

@@ -16,7 +16,7 @@ from torch import nn
 from .bank import Direction, combine, orthonormal_basis
 from .decoder import Synthesis
 from .encoder import Encoder
-from .layers import EqualLinear, ParameterCache
+from .layers import EqualLinear, ParameterCache, channels_last
 
 PARTS = ("lip", "pose", "exp")
 
@@ -122,12 +122,13 @@ class Generator(nn.Module):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, size, size) -> encoder codes h (B, style_dim)."""
-        return self.enc(images)[0]
+        return self.enc(channels_last(images))[0]
 
     def encode_source(self, source: torch.Tensor) -> SourceEncoding:
         """Encode identity source image(s) (1 or B, 3, size, size) once, for reuse across frames."""
         self._check_images("source", source)
-        wa, feats = self.enc(source)
+        wa, feats = self.enc(channels_last(source))
+        feats = [f.float() for f in feats]  # kept in float32 (under autocast too): the decoder warps them in float32
         return SourceEncoding(wa=wa, feats=feats, eem=self.dec.prepare_eem(feats))
 
     def coefficients(self, h: torch.Tensor, part: str) -> torch.Tensor:

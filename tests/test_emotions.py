@@ -66,7 +66,7 @@ def test_the_scale_multiplies_the_expression(pipe):
     scaled = first_frames(pipe, exp_type="happy", exp_scale=0.25)
     assert np.abs(scaled - first_frames(pipe, exp_type="happy:0.25")).max() <= 1  # uint8 rounding
     assert np.abs(scaled - first_frames(pipe, exp_type="happy")).mean() > 1  # the scale is not ignored
-    with pytest.raises(EDTalkError, match="an expression scale needs an expression to scale"):
+    with pytest.raises(EDTalkError, match="needs an expression to scale: a reference, a type or the audio's"):
         pipe.render(SOURCE, audio=MEDIA / "speech_16k_e2e.wav", exp_scale=2.0)
 
 

@@ -1,11 +1,20 @@
-"""The generators reproduce the official outputs and intermediates on the reference fixtures."""
+"""The generators reproduce the official outputs and intermediates on the reference fixtures.
+
+EDTALK_TEST_DEVICE=cuda runs them on a GPU (default cpu), in the exact mode (no TF32).
+"""
+
+import os
 
 import pytest
 import torch
 
+import edtalk
+from edtalk.device import exact_fp32
 from networks.bank import combine
 
 from .conftest import load_fixture
+
+DEVICE = torch.device(os.environ.get("EDTALK_TEST_DEVICE", "cpu"))
 
 ATOL_OUT = 1e-4
 ATOL_INTERMEDIATE = 2e-5
@@ -17,7 +26,7 @@ ATOL_Q = 1e-6
 
 def assert_close(actual, expected, atol):
     assert actual.shape == expected.shape
-    diff = (actual.float() - expected).abs().max().item()
+    diff = (actual.float().cpu() - expected.cpu()).abs().max().item()
     assert diff <= atol, f"max abs diff {diff:.3g} > {atol}"
 
 
@@ -28,14 +37,31 @@ def check_source_encoding(src, ref):
         assert_close(feat[0, :4, :8, :8], ref[f"enc_source_feat{level}_crop"], ATOL_INTERMEDIATE)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_tf32():
+    """fp32 on a GPU computes convolutions and matmuls in TF32 by default (10-bit mantissa): off here."""
+    with exact_fp32(DEVICE):
+        yield
+
+
+@pytest.fixture(scope="module")
+def full_generator(synthetic_ckpts):
+    return edtalk.load_generator(synthetic_ckpts / "EDTalk.pt", DEVICE)
+
+
+@pytest.fixture(scope="module")
+def lip_pose_generator(synthetic_ckpts):
+    return edtalk.load_generator(synthetic_ckpts / "EDTalk_lip_pose.pt", DEVICE)
+
+
 @pytest.fixture(scope="module")
 def ref_a():
-    return load_fixture("gen_edtalk_test_EDTalk_A.npz")
+    return {k: v.to(DEVICE) for k, v in load_fixture("gen_edtalk_test_EDTalk_A.npz").items()}
 
 
 @pytest.fixture(scope="module")
 def ref_v():
-    return load_fixture("gen_lip_pose_test_EDTalk_V.npz")
+    return {k: v.to(DEVICE) for k, v in load_fixture("gen_lip_pose_test_EDTalk_V.npz").items()}
 
 
 def test_full_generator_audio_mode_matches_official(full_generator, ref_a):
@@ -79,7 +105,7 @@ def test_lip_pose_generator_video_mode_matches_official(lip_pose_generator, ref_
 def test_full_basis_extends_lip_pose_basis(full_generator):
     """Householder QR works column by column: expression bases are orthogonal to mouth and pose."""
     q = full_generator.basis()
-    torch.testing.assert_close(q.t() @ q, torch.eye(36), atol=1e-5, rtol=0)
+    torch.testing.assert_close(q.t() @ q, torch.eye(36, device=q.device), atol=1e-5, rtol=0)
 
 
 # ---- every mode is one composition of the same steps: the paths agree with each other ----------
@@ -104,7 +130,7 @@ def test_coefficient_and_frame_drivers_agree(full_generator, ref_a):
 def test_batched_equals_per_frame_and_source_reuse(full_generator, ref_a):
     gen = full_generator
     src = gen.encode_source(ref_a["source"])
-    exp_weight = torch.linspace(-1, 1, 10)[None]  # (1, 10) broadcast over the batch
+    exp_weight = torch.linspace(-1, 1, 10, device=DEVICE)[None]  # (1, 10) broadcast over the batch
     batched = gen.animate(src, ref_a["lip_coef"], ref_a["pose_frames"], exp_weight)
     for i in range(2):
         single = gen.animate(ref_a["source"], ref_a["lip_coef"][i : i + 1], ref_a["pose_frames"][i : i + 1], exp_weight)
@@ -113,7 +139,8 @@ def test_batched_equals_per_frame_and_source_reuse(full_generator, ref_a):
         ref_a["source"].expand(2, -1, -1, -1), ref_a["lip_coef"], ref_a["pose_frames"], exp_weight
     )
     assert_close(repeated_source, batched, ATOL_OUT)
-    selected = gen.animate(src.select(torch.tensor([0, 0])), ref_a["lip_coef"], ref_a["pose_frames"], exp_weight)
+    index = torch.tensor([0, 0], device=DEVICE)
+    selected = gen.animate(src.select(index), ref_a["lip_coef"], ref_a["pose_frames"], exp_weight)
     assert_close(selected, batched, ATOL_OUT)
 
 
@@ -182,7 +209,7 @@ def test_cached_layer_weights_follow_loaded_and_optimised_weights(lip_pose_gener
     """Inference caches scaled weights; a state-dict load or an optimiser step must not leave them stale."""
     from networks import LIP_POSE, Generator
 
-    gen = Generator(LIP_POSE).eval()
+    gen = Generator(LIP_POSE).to(DEVICE).eval()
     source, lip = ref_v["source"], ref_v["lip_frames"][:1]
     gen.animate(source, lip)  # fills the caches with the random initial weights
     gen.load_state_dict(lip_pose_generator.state_dict())
@@ -191,6 +218,6 @@ def test_cached_layer_weights_follow_loaded_and_optimised_weights(lip_pose_gener
         optim = torch.optim.SGD(gen.parameters(), lr=0.1)
         gen(source, lip).mean().backward()
         optim.step()
-    fresh = Generator(LIP_POSE).eval()
+    fresh = Generator(LIP_POSE).to(DEVICE).eval()
     fresh.load_state_dict(gen.state_dict())
     assert_close(gen.animate(source, lip), fresh.animate(source, lip), 0.0)

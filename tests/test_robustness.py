@@ -12,8 +12,10 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import pytest
+import torch
 
 import demo_lip_pose
+from edtalk.device import precision_name, resolve_precision
 from edtalk.video_io import MediaError, VideoWriter, check_save_path, iter_frames
 
 from .conftest import MEDIA, ROOT
@@ -53,7 +55,8 @@ def test_mouth_video_mode_uses_its_own_audio_and_length(tmp_path, ckpt_dir, talk
     assert probe(out) == (25, 25.0, (256, 256), True)
     assert abs(duration(out) - 1.0) < 0.1  # the soundtrack is cut to the video, not the speech's 3.4 s
     summary = capsys.readouterr().out.strip().splitlines()[-1]
-    assert summary == f"wrote {out}: 25 frames, 1.00 s, 256x256, 25 fps, soundtrack: talk.mp4"
+    precision = precision_name(resolve_precision("auto", torch.device("cpu")))
+    assert summary == f"wrote {out}: 25 frames, 1.00 s, 256x256, 25 fps, soundtrack: talk.mp4, precision: {precision}"
 
 
 def test_silent_mouth_video_gives_a_silent_output_and_says_so(tmp_path, ckpt_dir, short_clip, caplog):  # noqa: F811

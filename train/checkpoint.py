@@ -6,12 +6,14 @@ writes {'audio2lip', ...} for edtalk.load_audio2lip. Files are `<run_dir>/checkp
 and `best.pt` for the step with the best validation metric (`best.json` says which step and its metrics).
 """
 
-import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
+
+from edtalk.checkpoints import read_checkpoint
+from edtalk.errors import CheckpointError
+from edtalk.files import write_atomically
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -23,9 +25,8 @@ def save_as(run_dir: str | Path, name: str, payload: dict) -> Path:
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    tmp = path.with_name(name + ".partial")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with write_atomically(path) as file:
+        torch.save(payload, file)
     return path
 
 
@@ -41,9 +42,8 @@ def save_best(run_dir: str | Path, payload: dict, record: dict) -> Path:
     """Write checkpoints/best.pt and checkpoints/best.json (`record`: its step and validation
     metrics), each atomically."""
     path = save_as(run_dir, "best.pt", payload)
-    tmp = path.with_name("best.json.partial")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, best_record_path(run_dir))
+    with write_atomically(best_record_path(run_dir)) as file:
+        file.write(json.dumps(record).encode())
     return path
 
 
@@ -56,14 +56,19 @@ def latest(run_dir: str | Path) -> Path | None:
     return files[-1] if files else None
 
 
+def read(path: str | Path, what: str = "checkpoint") -> dict:
+    """edtalk.checkpoints.read_checkpoint for the training scripts: a missing or unreadable file
+    ends the run with its one-line message (SystemExit)."""
+    try:
+        return read_checkpoint(path, what)
+    except CheckpointError as exc:
+        raise SystemExit(str(exc)) from None
+
+
 def load(path: str | Path) -> dict:
-    """A checkpoint as plain data (weights_only; an official file's argparse.Namespace is allowed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SystemExit(f"checkpoint not found: {path}")
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(data, dict) or "step" not in data and "gen" not in data and "audio2lip" not in data:
+    """A training or EDTalk checkpoint as plain data (see `read`)."""
+    data = read(path)
+    if "step" not in data and "gen" not in data and "audio2lip" not in data:
         raise SystemExit(f"{path} is not a training or EDTalk checkpoint")
     return data
 

@@ -15,7 +15,7 @@ class TrainConfig:
     run_dir: str = "runs/default"  # checkpoints, samples, config and logs go here
     split: str = "train"  # list in <data>/lists/
     init: str = ""  # checkpoint to start from (weights only), e.g. the previous stage's
-    generator: str = ""  # audio-to-mouth: the trained lip-pose generator (teacher and renderer)
+    generator: str = ""  # audio stages: the trained generator (teacher; audio-to-mouth also renders with it)
     resume: str = ""  # 'auto' (latest in run_dir/checkpoints) or a checkpoint path: weights, optimisers, step
     steps: int = 800000  # total optimisation steps
     batch_size: int = 4  # per process
@@ -36,6 +36,7 @@ class TrainConfig:
     only_fine_tune_dec: bool = False  # fine-tuning: optimise the decoder only
     wav2lip: str = ""  # audio-to-mouth: Wav2Lip generator checkpoint (wav2lip.pth) for the audio encoder's init
     train_audio_encoder: bool = False  # audio-to-mouth: also train the audio encoder (frozen by default, as official)
+    window: int = 50  # audio-to-motion stages: consecutive frames per training sample (50 = 2 s)
     weights: dict = field(default_factory=dict)  # loss name -> weight (stage defaults otherwise)
 
 

@@ -18,6 +18,7 @@ from networks.discriminator import Discriminator
 from . import lia, losses, wav2lip
 from .checkpoint import load, strip_prefixes
 from .config import TrainConfig
+from .motion_stages import MOTION_STAGES
 from .sync import SyncNet, crop_boxes, lower_halves, sync_loss
 from .vgg19 import VGG19, VGGLoss
 
@@ -422,4 +423,5 @@ STAGES = {
     "syncnet": SyncNetStage,
     "audio2mouth": Audio2MouthStage,
     "fine_tune": FineTuneStage,
+    **MOTION_STAGES,  # audio-to-expression and audio-to-pose (motion_stages.py)
 }

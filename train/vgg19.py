@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import read
+
 # torchvision's VGG19 "E" configuration: channel counts, "M" = 2x2 max-pool.
 VGG19_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
 TAPS = (2, 7, 12, 21, 30)  # outputs of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (ends of features slices)
@@ -36,7 +38,7 @@ class VGG19(nn.Module):
 
     def load(self, path: str | Path) -> "VGG19":
         """Load torchvision-format weights (`features.*` keys; classifier keys are ignored)."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read(path, "VGG19 weights")
         state = {k: v for k, v in state.items() if k.startswith("features.")}
         self.features.load_state_dict({k.removeprefix("features."): v for k, v in state.items()})
         return self

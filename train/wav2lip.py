@@ -12,10 +12,9 @@ SyncNet (`face_encoder.N.*`, `audio_encoder.N.*`, 14 audio blocks).
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from .checkpoint import strip_prefixes
+from .checkpoint import read, strip_prefixes
 
 PREFIX = "audio_encoder."
 
@@ -25,23 +24,12 @@ def audio_encoder_state(state: dict) -> dict:
     return {k.removeprefix(PREFIX): v for k, v in strip_prefixes(state).items() if k.startswith(PREFIX)}
 
 
-def _read(path: Path) -> dict:
-    if not path.is_file():
-        raise SystemExit(f"checkpoint not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or truncated files
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise SystemExit(f"cannot read {path} as a PyTorch checkpoint ({reason})") from None
-    return data if isinstance(data, dict) else {}
-
-
 def load_audio_encoder(encoder: nn.Module, path: str | Path) -> None:
     """Copy the audio encoder of Wav2Lip's generator checkpoint at `path` into `encoder` (weights and
     BatchNorm statistics). Anything that does not match key for key and shape for shape raises a
     one-line SystemExit naming the file."""
     path = Path(path)
-    data = _read(path)
+    data = read(path, "Wav2Lip checkpoint")
     state = data.get("state_dict", data)
     theirs = audio_encoder_state(state) if isinstance(state, dict) else {}
     ours = encoder.state_dict()
@@ -64,7 +52,7 @@ def load_sync_expert(net: nn.Module, path: str | Path) -> None:
     """Load a lip-sync expert: a train_syncnet.py checkpoint ({'syncnet'}) or Wav2Lip's pretrained
     expert ({'state_dict'}), which the official audio stage uses. One-line SystemExit otherwise."""
     path = Path(path)
-    data = _read(path)
+    data = read(path, "Wav2Lip checkpoint")
     state = data.get("syncnet", data.get("state_dict"))
     if not isinstance(state, dict):
         raise SystemExit(f"{path} is neither a train_syncnet.py checkpoint nor Wav2Lip's lip-sync expert")
