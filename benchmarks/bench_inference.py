@@ -17,9 +17,10 @@ shorter; both runs then play them back and forth). Without checkpoints in --ckpt
 official shapes are used (speed does not depend on the values). `--face_sr` renders with GFPGAN
 face restoration (512x512 output; random GFPGAN weights without ckpts/GFPGANv1.4.pth) and also
 reports the restoration's own cost per frame (landmarks, alignment, network, paste-back). With
-the audio_full mode, a `pose_from_audio` row times sampling the head pose from the audio
-(Audio2Pose, streamed as the pipeline does; random weights without ckpts/Audio2Pose.pt) per frame
-and as a share of that mode's end-to-end time.
+the audio_full mode, `pose_from_audio` and `exp_from_audio` rows time predicting the head pose
+(Audio2Pose sampling) and the expression (Audio2Exp) from the audio, streamed as the pipeline does
+(random weights without ckpts/Audio2Pose.pt / Audio2Exp.pt), per frame and as a share of that
+mode's end-to-end time.
 
 Each mode runs at every precision of `--precision` (default fp32 and auto, the pipeline's default:
 bf16 where the hardware computes bf16 natively); a row per precision gives its speed and the PSNR of
@@ -52,6 +53,7 @@ from edtalk.motion import pose_track  # noqa: E402
 from edtalk.pipeline import TalkingHeadPipeline, pingpong, to_tensor  # noqa: E402
 from edtalk.video_io import VideoWriter, iter_frames, read_image  # noqa: E402
 from networks import EDTALK, LIP_POSE, Audio2Lip, Generator  # noqa: E402
+from networks.audio2exp import Audio2Exp  # noqa: E402
 from networks.audio2pose import Audio2Pose  # noqa: E402
 from networks.gfpgan import GFPGANv1Clean  # noqa: E402
 
@@ -152,18 +154,34 @@ def generator_fps(pipe: TalkingHeadPipeline, batch: int, repeats: int = 2) -> fl
     return batch * repeats / (time.perf_counter() - start)
 
 
-def pose_from_audio_cost(ckpt_dir: Path, device: torch.device, audio: Path, tmp: Path) -> tuple[float, float, bool]:
-    """(ms per output frame, peak RSS MB) of sampling the head pose from `audio` with Audio2Pose
-    (ckpt_dir/Audio2Pose.pt, else random weights: the cost does not depend on them), whether random."""
-    path, random_weights = ckpt_dir / edtalk.checkpoints.AUDIO2POSE_FILE, False
-    if not path.is_file():
-        path, random_weights = tmp / "Audio2Pose.pt", True
-        torch.save({"audio2pose": Audio2Pose().state_dict()}, path)
-    model = edtalk.load_audio2pose(path, device)
-    frames = audio_io.load_for_video(audio)[1]
-    with RssMonitor() as rss:
+def _motion_model(name: str, ckpt_dir: Path, device: torch.device, tmp: Path) -> tuple[torch.nn.Module, bool]:
+    """The Audio2Pose or Audio2Exp network of ckpt_dir (else random weights: the cost does not
+    depend on them), and whether it is random."""
+    file, network, load = {
+        "pose": (edtalk.checkpoints.AUDIO2POSE_FILE, Audio2Pose, edtalk.load_audio2pose),
+        "exp": (edtalk.checkpoints.AUDIO2EXP_FILE, Audio2Exp, edtalk.load_audio2exp),
+    }[name]
+    path = ckpt_dir / file
+    if path.is_file():
+        return load(path, device), False
+    path = tmp / file
+    torch.save({f"audio2{name}": network().state_dict()}, path)
+    return load(path, device), True
+
+
+def motion_from_audio_cost(name: str, ckpt_dir: Path, device: torch.device, audio: Path, tmp: Path) -> tuple:
+    """(ms per output frame, peak RSS MB, whether random weights) of predicting the head pose
+    (`name` 'pose': Audio2Pose sampling) or the expression ('exp': Audio2Exp) from `audio`, as the
+    pipeline does (streamed a chunk of mel windows at a time)."""
+    model, random_weights = _motion_model(name, ckpt_dir, device, tmp)
+    wav, frames = audio_io.load_for_video(audio)
+    with RssMonitor() as rss, torch.inference_mode():
         start = time.perf_counter()
-        pose_track(model, audio, frames, torch.zeros(6))
+        if name == "pose":
+            pose_track(model, audio, frames, torch.zeros(6))
+        else:
+            chunks = (torch.from_numpy(w).to(device) for w in audio_io.mel_window_chunks(wav, frames, 25))
+            model.predict_chunks(chunks)
         synchronize(device)
         seconds = time.perf_counter() - start
     return 1000 * seconds / frames, rss.peak, random_weights
@@ -317,21 +335,22 @@ def main() -> None:
                 report["modes"][row] = entry
                 print_row(row, entry, args.baseline)
         if "audio_full" in modes:
-            pose_ms, pose_rss, random_pose = pose_from_audio_cost(args.ckpt_dir, device, inputs["audio"], tmp)
             row, rendering = next((k, e) for k, e in report["modes"].items() if e["mode"] == "audio_full")
             render_ms = 1000 * rendering["seconds_per_output_second"] / 25
-            report["pose_from_audio"] = {
-                "ms_per_frame": pose_ms,
-                "share_of_rendering": pose_ms / render_ms,
-                "rendering_row": row,
-                "peak_rss_mb": pose_rss,
-                "random_weights": random_pose,
-            }
-            print(
-                f"{'pose_from_audio':<16} Audio2Pose sampling {pose_ms:.2f} ms per frame = "
-                f"{100 * pose_ms / render_ms:.2f} % of {row}'s end-to-end time | peak {pose_rss:.0f} MB",
-                flush=True,
-            )
+            for name, network in (("pose", "Audio2Pose sampling"), ("exp", "Audio2Exp")):
+                ms, peak, random_weights = motion_from_audio_cost(name, args.ckpt_dir, device, inputs["audio"], tmp)
+                report[f"{name}_from_audio"] = {
+                    "ms_per_frame": ms,
+                    "share_of_rendering": ms / render_ms,
+                    "rendering_row": row,
+                    "peak_rss_mb": peak,
+                    "random_weights": random_weights,
+                }
+                print(
+                    f"{name + '_from_audio':<16} {network} {ms:.2f} ms per frame = "
+                    f"{100 * ms / render_ms:.2f} % of {row}'s end-to-end time | peak {peak:.0f} MB",
+                    flush=True,
+                )
     report["peak_rss_mb"] = max(e["peak_rss_mb"] for e in report["modes"].values())
     if args.baseline:
         report["speedup_vs_baseline"] = {}
