@@ -29,6 +29,7 @@ from data_preprocess.lmdb_store import LmdbReader
 from data_preprocess.sources import find_videos
 from edtalk.audio import load_wav
 from edtalk.errors import EDTalkError
+from edtalk.output import write_mp4
 from edtalk.pipeline import TalkingHeadPipeline
 from edtalk.video_io import VideoWriter
 
@@ -105,12 +106,7 @@ def render_clip(pipe: TalkingHeadPipeline, mode: str, reference: Path, source: P
         raise EDTalkError(f"{reference.stem}: no audio for the audio-driven mode (give --raw, the raw dataset folder)")
     drivers = {"pose": reference, "exp": reference}
     drivers.update({"audio": wav} if mode == "audio" else {"lip": reference, "audio": wav})
-    with (
-        pipe.render(source, **drivers) as result,
-        VideoWriter(out, result.fps, result.audio_path, num_frames=result.num_frames) as writer,
-    ):
-        for frames in result.frames:
-            writer.write(frames)
+    write_mp4(pipe, out, source=source, **drivers)
 
 
 def main(argv: list[str] | None = None) -> int:
