@@ -160,53 +160,62 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", kind: s
     return gen.to(resolve_device(device)).eval()
 
 
-def load_audio2lip(path: str | Path, device: str | torch.device = "cpu") -> Audio2Lip:
-    """Load Audio2Lip.pt as an Audio2Lip network in eval mode."""
+def _load_network(
+    path: str | Path, entry: str, name: str, build, device: str | torch.device, hint: str | None = None
+) -> torch.nn.Module:
+    """The network in the `entry` of the checkpoint at `path`, in eval mode on `device`: `build(state)`
+    makes it with the sizes read from the tensor shapes, then every key and shape must match.
+    A missing key `build` needs means the file is not an `name` checkpoint (one-line CheckpointError)."""
     path = Path(path)
-    state = _state_dict(read_checkpoint(path), "audio2lip", path, "an Audio2Lip checkpoint ('audio2lip' entry)")
-    model = Audio2Lip(lip_dim=state["mapping.weight"].shape[0] if "mapping.weight" in state else 20)
+    state = _state_dict(read_checkpoint(path, hint=hint), entry, path, f"an {name} checkpoint ('{entry}' entry)")
+    try:
+        model = build(state)
+    except KeyError as exc:
+        raise CheckpointError(f"{path} is not an {name} checkpoint (no {exc.args[0]})") from None
     _load_strict(model, state, path)
     return model.to(resolve_device(device)).eval()
+
+
+def _trained_by(script: str) -> str:
+    """What to do when a checkpoint that our training script makes is missing."""
+    return f"train one with train/{script} and copy its checkpoints/best.pt there (see ckpts/README.md)"
+
+
+def load_audio2lip(path: str | Path, device: str | torch.device = "cpu") -> Audio2Lip:
+    """Load Audio2Lip.pt as an Audio2Lip network in eval mode."""
+
+    def build(state: dict) -> Audio2Lip:
+        return Audio2Lip(lip_dim=state["mapping.weight"].shape[0] if "mapping.weight" in state else 20)
+
+    return _load_network(path, "audio2lip", "Audio2Lip", build, device)
 
 
 def load_audio2exp(path: str | Path, device: str | torch.device = "cpu") -> Audio2Exp:
     """Load Audio2Exp.pt (a checkpoint of train/train_audio2exp.py, its 'audio2exp' entry) as an
     Audio2Exp network in eval mode; its sizes are read from the tensor shapes."""
-    path = Path(path)
-    trained = "train one with train/train_audio2exp.py and copy its checkpoints/best.pt there (see ckpts/README.md)"
-    state = _state_dict(
-        read_checkpoint(path, hint=trained), "audio2exp", path, "an Audio2Exp checkpoint ('audio2exp' entry)"
-    )
-    try:
+
+    def build(state: dict) -> Audio2Exp:
         exp_dim, width = state["exp_head.weight"].shape
         emotions = state["emotion_head.weight"].shape[0]
-    except KeyError as exc:
-        raise CheckpointError(f"{path} is not an Audio2Exp checkpoint (no {exc.args[0]})") from None
-    depth = sum(k.startswith("temporal.") and k.endswith(".conv.weight") for k in state)
-    model = Audio2Exp(exp_dim=exp_dim, num_emotions=emotions, width=width, depth=depth)
-    _load_strict(model, state, path)
-    return model.to(resolve_device(device)).eval()
+        depth = sum(k.startswith("temporal.") and k.endswith(".conv.weight") for k in state)
+        return Audio2Exp(exp_dim=exp_dim, num_emotions=emotions, width=width, depth=depth)
+
+    return _load_network(path, "audio2exp", "Audio2Exp", build, device, _trained_by("train_audio2exp.py"))
 
 
 def load_audio2pose(path: str | Path, device: str | torch.device = "cpu") -> Audio2Pose:
     """Load Audio2Pose.pt (a checkpoint of train/train_audio2pose.py, its 'audio2pose' entry) as an
     Audio2Pose flow in eval mode; its sizes are read from the tensor shapes."""
-    path = Path(path)
-    trained = "train one with train/train_audio2pose.py and copy its checkpoints/best.pt there (see ckpts/README.md)"
-    state = _state_dict(
-        read_checkpoint(path, hint=trained), "audio2pose", path, "an Audio2Pose checkpoint ('audio2pose' entry)"
-    )
-    try:
+
+    def build(state: dict) -> Audio2Pose:
         pose_dim = state["pose_mean"].shape[0]
         audio_dim = state["audio.net.5.weight"].shape[0]
         hidden, audio_window = state["audio_proj.weight"].shape
         history = (state["rnn.weight_ih_l0"].shape[1] - hidden - 2 * pose_dim - 1) // pose_dim  # minus the style
-    except KeyError as exc:
-        raise CheckpointError(f"{path} is not an Audio2Pose checkpoint (no {exc.args[0]})") from None
-    steps = sum(k.startswith("flow.") and k.endswith(".lower") for k in state)
-    model = Audio2Pose(pose_dim, audio_dim, (audio_window // audio_dim - 1) // 2, history, hidden, steps)
-    _load_strict(model, state, path)
-    return model.to(resolve_device(device)).eval()
+        steps = sum(k.startswith("flow.") and k.endswith(".lower") for k in state)
+        return Audio2Pose(pose_dim, audio_dim, (audio_window // audio_dim - 1) // 2, history, hidden, steps)
+
+    return _load_network(path, "audio2pose", "Audio2Pose", build, device, _trained_by("train_audio2pose.py"))
 
 
 def load_expression_weight(path: str | Path, exp_dim: int = 10) -> torch.Tensor:

@@ -8,21 +8,15 @@ rerun scores only new or changed clips (per-clip cache in <out>/cache/). A metri
 are not given is listed as skipped with the flag that enables it.
 """
 
-import argparse
 import sys
 
-from .cli import add_metric_flags, config_from_args, run
+from .cli import add_metric_flags, config_from_args, parser_from_doc, run
 from .report import write_report
 from .runner import evaluate_folders
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m evaluation",
-        description=__doc__.split("\n\n")[0],
-        epilog="example: " + __doc__.split("\n\n")[1].strip(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = parser_from_doc("python -m evaluation", __doc__)
     parser.add_argument("--generated", required=True, help="folder of generated videos")
     parser.add_argument("--reference", required=True, help="folder of reference videos (same file stems)")
     parser.add_argument("--out", default="results", help="output folder (default: %(default)s)")

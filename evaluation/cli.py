@@ -10,6 +10,17 @@ from edtalk.errors import EDTalkError
 from .runner import SYNC_CROPS, EvalConfig
 
 
+def parser_from_doc(prog: str, doc: str) -> argparse.ArgumentParser:
+    """An argument parser for a module whose docstring is a summary paragraph, then an example."""
+    summary, example = doc.split("\n\n")[:2]
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=summary,
+        epilog="example: " + example.strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def add_metric_flags(parser: argparse.ArgumentParser) -> None:
     """The weights and settings of the metrics (each weights file is optional: its metric is then skipped)."""
     group = parser.add_argument_group("metric weights (user-supplied released files; nothing downloads)")

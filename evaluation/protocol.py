@@ -14,7 +14,6 @@ metric whose weights are given is computed as `python -m evaluation` does, and t
 published EDTalk numbers beside ours where the paper has them.
 """
 
-import argparse
 import json
 import re
 import sys
@@ -33,7 +32,7 @@ from edtalk.output import write_mp4
 from edtalk.pipeline import TalkingHeadPipeline
 from edtalk.video_io import VideoWriter
 
-from .cli import add_metric_flags, config_from_args, run
+from .cli import add_metric_flags, config_from_args, parser_from_doc, run
 from .report import write_report
 from .runner import evaluate_pairs
 
@@ -110,12 +109,7 @@ def render_clip(pipe: TalkingHeadPipeline, mode: str, reference: Path, source: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m evaluation.protocol",
-        description=__doc__.split("\n\n")[0],
-        epilog="example: " + __doc__.split("\n\n")[1].strip(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = parser_from_doc("python -m evaluation.protocol", __doc__)
     parser.add_argument("--data", required=True, help="a set made by data_preprocess/prepare_dataset.py")
     parser.add_argument("--raw", help="the raw dataset folder prepare_dataset read (for the clips' audio)")
     parser.add_argument("--split", default="test", help="split list to render (default: %(default)s)")

@@ -89,20 +89,14 @@ def plot(results: FolderResults, folder: Path) -> list[Path]:
             ax.set_title(f"{name} {BETTER.get(name, '')}")
             ax.set_xlabel("per clip")
         axes[0][0].set_ylabel("clips")
-        fig.tight_layout()
-        written.append(folder / "distributions.png")
-        fig.savefig(written[-1], dpi=100)
-        plt.close(fig)
+        written.append(_save(fig, folder / "distributions.png"))
     offsets = [c["LSE-offset"] for c in results.clips if "LSE-offset" in c]
     if offsets:
         fig, ax = plt.subplots(figsize=(4, 3))
         ax.hist(offsets, bins=np.arange(min(offsets) - 0.5, max(offsets) + 1.5))
         ax.set_xlabel("SyncNet offset (frames; positive: audio leads)")
         ax.set_ylabel("clips")
-        fig.tight_layout()
-        written.append(folder / "lse_offsets.png")
-        fig.savefig(written[-1], dpi=100)
-        plt.close(fig)
+        written.append(_save(fig, folder / "lse_offsets.png"))
         pairs = [
             (c["M-LMD"], c["LSE-C"]) for c in results.clips if "LSE-C" in c and np.isfinite(c.get("M-LMD", np.nan))
         ]
@@ -111,10 +105,7 @@ def plot(results: FolderResults, folder: Path) -> list[Path]:
             ax.scatter(*zip(*pairs), s=12)
             ax.set_xlabel("M-LMD (px, lower is better)")
             ax.set_ylabel("LSE-C (higher is better)")
-            fig.tight_layout()
-            written.append(folder / "lse_c_vs_mlmd.png")
-            fig.savefig(written[-1], dpi=100)
-            plt.close(fig)
+            written.append(_save(fig, folder / "lse_c_vs_mlmd.png"))
     return written
 
 
@@ -146,3 +137,13 @@ def write_report(results: FolderResults, out: str | Path, title: str = "Evaluati
     write_csv(results, paths[1])
     paths[2].write_text(markdown(results, title, published))
     return paths + plot(results, out / "plots")
+
+
+def _save(fig, path: Path) -> Path:
+    """Lay out, write as PNG and close a matplotlib figure; its path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
