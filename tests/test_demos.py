@@ -33,14 +33,19 @@ def ckpt_dir(tmp_path_factory, synthetic_ckpts):
     return folder
 
 
+def first_frames_clip(folder, count: int):
+    """An mp4 in `folder` of the first `count` frames of the pose video, with no audio track."""
+    path = folder / f"clip{count}.mp4"
+    with VideoWriter(path) as writer:
+        for _, frame in zip(range(count), iter_frames(POSE)):
+            writer.write(frame)
+    return path
+
+
 @pytest.fixture(scope="module")
 def short_clip(tmp_path_factory):
     """The first 6 frames of the pose video, with no audio track."""
-    path = tmp_path_factory.mktemp("media") / "clip6.mp4"
-    with VideoWriter(path) as writer:
-        for _, frame in zip(range(6), iter_frames(POSE)):
-            writer.write(frame)
-    return path
+    return first_frames_clip(tmp_path_factory.mktemp("media"), 6)
 
 
 def probe(path):

@@ -12,19 +12,14 @@ import demo_EDTalk_A
 import demo_lip_pose
 from edtalk.motion_template import VERSION, MotionTemplate, TemplateError, load_template, save_template
 from edtalk.pipeline import TalkingHeadPipeline
-from edtalk.video_io import VideoWriter, iter_frames
 
-from .test_demos import POSE, SOURCE, SPEECH, ckpt_dir, probe  # noqa: F401  (fixture)
+from .test_demos import POSE, SOURCE, SPEECH, ckpt_dir, first_frames_clip, probe  # noqa: F401  (fixture)
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     """The first 3 frames of the pose video, with no audio track."""
-    path = tmp_path_factory.mktemp("media") / "clip3.mp4"
-    with VideoWriter(path) as writer:
-        for _, frame in zip(range(3), iter_frames(POSE)):
-            writer.write(frame)
-    return path
+    return first_frames_clip(tmp_path_factory.mktemp("media"), 3)
 
 
 @pytest.fixture(scope="module")
