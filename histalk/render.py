@@ -1,0 +1,85 @@
+"""A shaded, lit render of a mesh sequence, fast on a CPU: a small vectorised rasteriser in torch.
+
+Why not pyrender + OSMesa (what FaceFormer and CodeTalker use): it works headless here, but
+OSMesa's software rasteriser took 1.1-1.2 s per 400x400 frame of an 80k-triangle mesh on this
+2-core machine (rebuilding the mesh's buffers every frame included), about 30 times slower than
+real time, and it needs a system library (libosmesa6). This renderer needs only torch.
+
+How: every triangle is covered by a fixed pattern of barycentric sample points, dense enough for
+the triangles' size on screen (chosen once from the first frame). The points are projected
+orthographically (the face looks along +z, y up: FLAME's and BIWI's convention), a z-buffer keeps
+the nearest point per pixel (scatter-max of depth), and each pixel gets its point's Phong-like
+shading from vertex normals interpolated over the triangle (ambient + diffuse + a little specular,
+one key light from the upper front-left and a fill light). A small morphological pass fills the
+rare pixel that no point hit.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SKIN = torch.tensor([0.78, 0.72, 0.68])
+BACKGROUND = torch.tensor([0.12, 0.12, 0.14])
+KEY_LIGHT = torch.nn.functional.normalize(torch.tensor([-0.4, 0.5, 1.0]), dim=0)
+FILL_LIGHT = torch.nn.functional.normalize(torch.tensor([0.6, -0.1, 0.8]), dim=0)
+
+
+def _barycentric_pattern(k: int) -> torch.Tensor:
+    """(P, 3) barycentric coordinates of a triangular grid with k steps per edge (P = (k+1)(k+2)/2)."""
+    rows = [(i / k, j / k, (k - i - j) / k) for i in range(k + 1) for j in range(k + 1 - i)]
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted unit vertex normals: (V, 3), faces (F, 3) -> (V, 3)."""
+    a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
+    face_normals = torch.linalg.cross(b - a, c - a)
+    normals = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1), face_normals.repeat_interleave(3, dim=0))
+    return F.normalize(normals, dim=1)
+
+
+class MeshRenderer:
+    """Renders (V, 3) vertex frames of one topology to (size, size, 3) uint8 images, framed on `reference`."""
+
+    def __init__(self, faces: np.ndarray, reference: np.ndarray, size: int = 256):
+        self.faces = torch.as_tensor(np.asarray(faces), dtype=torch.long)
+        self.size = size
+        ref = torch.as_tensor(np.asarray(reference), dtype=torch.float32)
+        lo, hi = ref[:, :2].min(0).values, ref[:, :2].max(0).values
+        self.centre = (lo + hi) / 2
+        self.scale = 0.9 * size / float((hi - lo).max().clamp(min=1e-8))
+        edges = self._project(ref)[self.faces]
+        longest = (edges - edges.roll(1, dims=1)).norm(dim=2).max(dim=1).values
+        steps = int(torch.quantile(longest, 0.99).mul(1.5).ceil().clamp(1, 12))
+        self.pattern = _barycentric_pattern(steps)  # (P, 3)
+
+    def _project(self, vertices: torch.Tensor) -> torch.Tensor:
+        """(V, 3) -> (V, 2) pixel coordinates (x right, y down)."""
+        xy = (vertices[:, :2] - self.centre) * self.scale
+        return torch.stack([xy[:, 0] + self.size / 2, self.size / 2 - xy[:, 1]], dim=1)
+
+    def render(self, vertices: np.ndarray | torch.Tensor) -> np.ndarray:
+        """One frame: (V, 3) or (V*3,) vertices -> (size, size, 3) uint8."""
+        v = torch.as_tensor(np.asarray(vertices), dtype=torch.float32).reshape(-1, 3)
+        normals = vertex_normals(v, self.faces)
+        view = torch.tensor([0.0, 0.0, 1.0])
+        shade = 0.25 + 0.6 * (normals @ KEY_LIGHT).clamp(min=0) + 0.25 * (normals @ FILL_LIGHT).clamp(min=0)
+        half = F.normalize(KEY_LIGHT + view, dim=0)
+        specular = 0.15 * (normals @ half).clamp(min=0).pow(24)
+        screen = torch.cat([self._project(v), v[:, 2:] * self.scale, (shade + specular)[:, None]], dim=1)
+        points = torch.einsum("pk,fkc->fpc", self.pattern, screen[self.faces]).reshape(-1, 4)
+        px, py = points[:, 0].round().long(), points[:, 1].round().long()
+        inside = (px >= 0) & (px < self.size) & (py >= 0) & (py < self.size)
+        pixel, depth, light = (py * self.size + px)[inside], points[inside, 2], points[inside, 3]
+        zbuf = torch.full((self.size * self.size,), float("-inf")).scatter_reduce(0, pixel, depth, "amax")
+        front = depth >= zbuf[pixel]
+        intensity = torch.zeros(self.size * self.size)
+        intensity[pixel[front]] = light[front]
+        covered = torch.isfinite(zbuf).reshape(1, 1, self.size, self.size).float()
+        image = intensity.reshape(1, 1, self.size, self.size)
+        filled = F.max_pool2d(image * covered, 3, 1, 1)
+        holes = (F.avg_pool2d(covered, 3, 1, 1) > 0.5) & (covered == 0)
+        image = torch.where(holes, filled, image)[0, 0]
+        mask = (covered[0, 0] > 0) | holes[0, 0]
+        rgb = torch.where(mask[..., None], image[..., None].clamp(0, 1.2) * SKIN, BACKGROUND)
+        return rgb.clamp(0, 1).mul(255).round().byte().numpy()
