@@ -6,7 +6,7 @@ OSMesa's software rasteriser took 1.1-1.2 s per 400x400 frame of an 80k-triangle
 real time, and it needs a system library (libosmesa6). This renderer needs only torch.
 
 How: every triangle is covered by a fixed pattern of barycentric sample points, dense enough for
-the triangles' size on screen (chosen once from the first frame). The points are projected
+the triangles' size on screen (chosen once from the reference mesh, at most MAX_POINTS points). The points are projected
 orthographically (the face looks along +z, y up: FLAME's and BIWI's convention), a z-buffer keeps
 the nearest point per pixel (scatter-max of depth), and each pixel gets its point's Phong-like
 shading from vertex normals interpolated over the triangle (ambient + diffuse + a little specular,
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 SKIN = torch.tensor([0.78, 0.72, 0.68])
 BACKGROUND = torch.tensor([0.12, 0.12, 0.14])
 KEY_LIGHT = torch.nn.functional.normalize(torch.tensor([-0.4, 0.5, 1.0]), dim=0)
+MAX_POINTS = 3_000_000  # sample points per frame (bounds the cost of a coarse mesh on a big image)
 FILL_LIGHT = torch.nn.functional.normalize(torch.tensor([0.6, -0.1, 0.8]), dim=0)
 
 
@@ -50,7 +51,9 @@ class MeshRenderer:
         self.scale = 0.9 * size / float((hi - lo).max().clamp(min=1e-8))
         edges = self._project(ref)[self.faces]
         longest = (edges - edges.roll(1, dims=1)).norm(dim=2).max(dim=1).values
-        steps = int(torch.quantile(longest, 0.99).mul(1.5).ceil().clamp(1, 12))
+        steps = int(torch.quantile(longest, 0.99).mul(1.5).ceil().clamp(min=1))
+        while steps > 1 and len(self.faces) * (steps + 1) * (steps + 2) // 2 > MAX_POINTS:
+            steps -= 1
         self.pattern = _barycentric_pattern(steps)  # (P, 3)
 
     def _project(self, vertices: torch.Tensor) -> torch.Tensor:
