@@ -99,7 +99,7 @@ class MeshClips(Dataset):
         style[self.styles.index(subject) if subject in self.styles else 0] = 1
         return {
             "audio": torch.from_numpy(window(features, self.kind, start, self.window, self.fps)),
-            "vertices": torch.from_numpy(np.asarray(vertices[start : start + self.window], dtype=np.float32)),
+            "vertices": torch.from_numpy(np.array(vertices[start : start + self.window], dtype=np.float32)),
             "template": torch.from_numpy(self.templates[subject].reshape(-1)),
             "style": style,
         }
