@@ -15,6 +15,7 @@ from edtalk.errors import EDTalkError
 from edtalk.signals import Interrupted, stop_on_signals
 from edtalk.video_io import check_save_path
 from histalk import MeshAnimator
+from histalk.render import DEFAULT_SIZE
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -27,7 +28,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--save_path", default="res/demo_HiSTalk.mp4", help="output mp4 (the .npy goes beside it)")
     parser.add_argument("--save_meshes", help="folder for one PLY mesh per frame")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--size", type=int, default=512, help="video width and height in pixels")
+    parser.add_argument(
+        "--size", type=int, default=256, help="video width and height in pixels (cost grows with the area)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress, no summary")
     return parser.parse_args(argv)
 

@@ -15,7 +15,7 @@ from edtalk.video_io import VideoWriter
 from networks.histalk import HiSTalk, HiSTalkConfig, Wav2Vec2Features
 
 from .meshes import MeshError, read_mesh, read_templates, write_ply
-from .render import MeshRenderer
+from .render import DEFAULT_SIZE, MeshRenderer
 from .speech import encoder_input, load_speech, motion_frames
 
 CHECKPOINT_KEY = "histalk"
@@ -125,7 +125,7 @@ class MeshAnimator:
         style: str | None = None,
         save_meshes: str | Path | None = None,
         on_progress: Callable[[int, int], None] | None = None,
-        size: int = 512,
+        size: int = DEFAULT_SIZE,
     ) -> MeshResult:
         """Speech file -> save_path (.mp4: H.264 + AAC render at the model's fps) and its .npy beside it
         (frames x V*3); `save_meshes`: also a PLY per frame in that folder. Each file appears whole or not at all."""
