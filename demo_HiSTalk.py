@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--save_meshes", help="folder for one PLY mesh per frame")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument(
-        "--size", type=int, default=256, help="video width and height in pixels (cost grows with the area)"
+        "--size", type=int, default=DEFAULT_SIZE, help="video width and height in pixels (cost grows with the area)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress, no summary")
     return parser.parse_args(argv)
