@@ -133,3 +133,15 @@ def test_wav2vec2_encoder_from_a_local_folder(synthetic, tmp_path):
     template = load_templates(synthetic / "set")["F3"]
     frames = animator.predict(load_speech(synthetic / "set" / "wav" / "F3_e01.wav"), template, "F3")
     assert frames.shape == (50, template.size) and np.isfinite(frames).all()
+
+
+def test_demo_takes_a_mesh_file_as_template(synthetic, trained, tmp_path):
+    out = tmp_path / "mesh.mp4"
+    argv = ["--model_path", str(trained / "checkpoints" / "best.pt"), "--audio_path"]
+    argv += [
+        str(synthetic / "set" / "wav" / "F3_e08.wav"),
+        "--template_path",
+        str(synthetic / "set" / "templates" / "face.ply"),
+    ]
+    assert demo_HiSTalk.main(argv + ["--style", "F3", "--save_path", str(out), "--size", "64", "--quiet"]) == 0
+    assert np.load(out.with_suffix(".npy")).shape == (50, 240) and has_audio_stream(out)
