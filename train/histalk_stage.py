@@ -119,6 +119,8 @@ class HiSTalkStage(Stage):
 
     def _datasets(self, cfg: HiSTalkTrainConfig) -> dict:
         if not hasattr(self, "_cache"):
+            if cfg.audio_encoder not in ("mel", "wav2vec2"):
+                raise SystemExit(f"--audio_encoder {cfg.audio_encoder}: choose mel or wav2vec2")
             train = _split_clips(cfg, "train")
             self.styles = sorted({subject_of(c) for c in train})
             self._cache = {"train": MeshClips(cfg, train, self.styles)}
@@ -158,8 +160,11 @@ class HiSTalkStage(Stage):
         self.wav2vec2_config = None
         wav2vec2 = None
         if cfg.audio_encoder == "wav2vec2":
-            if not cfg.wav2vec2_path:
-                raise SystemExit("--wav2vec2_path is required with --audio_encoder wav2vec2 (a local folder)")
+            if not (Path(cfg.wav2vec2_path) / "config.json").is_file():
+                raise SystemExit(
+                    f"--wav2vec2_path '{cfg.wav2vec2_path}': a local Hugging Face wav2vec 2.0 folder (with config.json)"
+                    " is required with --audio_encoder wav2vec2"
+                )
             from transformers import Wav2Vec2Model
 
             loaded = Wav2Vec2Model.from_pretrained(cfg.wav2vec2_path, local_files_only=True)
