@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from skimage.transform import SimilarityTransform
 
-from edtalk.face_align import TEMPLATE_PATH, FaceAligner
+from edtalk.crop_geometry import TEMPLATE_PATH
+from edtalk.face_align import FaceAligner
 from edtalk.video_io import iter_frames, read_image
 
 DEFAULT_MEDIA = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "media"
@@ -34,7 +35,9 @@ def anchor_points(shape: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--media", default=str(DEFAULT_MEDIA), help="folder with aligned crops")
+    parser.add_argument(
+        "--media", default=str(DEFAULT_MEDIA), help="folder with aligned crops (identity_source.jpg, pose_source1.mp4)"
+    )
     args = parser.parse_args()
     media = Path(args.media)
     aligner = FaceAligner()

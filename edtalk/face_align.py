@@ -1,36 +1,32 @@
-"""Face detection, alignment to the 256x256 crop the networks were trained on, and paste-back.
+"""Face detection and 68-point landmarks (dlib), and the choice of the face to animate.
 
-The crop is the official one: dlib's HOG detector, its 68-point landmarks, and a least-squares
-similarity transform (scale, rotation, translation) that puts landmarks 0-46 on a template.
-Transforms are 3x3 matrices mapping crop coordinates (x, y) to image coordinates.
+FaceAligner finds the faces of an image or of a video's frames, fits their landmarks and crops the chosen one to the
+networks' 256x256 crop (edtalk.crop_geometry: the template and the similarity transform; edtalk.face_paste: the way
+back into the frame).
 
-Faces of any size. dlib's detector reliably finds faces from ~60 px wide (outer landmarks) in the
-image it is given. It first runs on a copy shrunk to 640 px (in a 12 MP photo: faces of ~375 px and more);
-only when that shows no face does it run again at 2.5x that scale and then at full resolution
-(images over 16 MP: at 16 MP), so any face of 64 px or more is found. The boxes are scaled back
-and the landmarks are always fitted on the full-resolution image. Measured on this project's
-2-core CPU (median of 3, dlib 20.0): the 640 px pass takes 0.03 s (4K frame) / 0.06 s (12 MP
-photo) with the resize; a 4K frame with no face 1.1 s in all, with a 120 px face 0.22 s, with a
-68 px face 1.1 s; a 12 MP photo with no face 1.4-2.4 s, with a 120-200 px face 0.3 s, with a 68 px
-face 1.5-2.1 s. In a video (frames passed with the video's name) the next frames are searched only
-around the faces of the previous one, at the scale that found them: ~0.03 s a frame for a 100 px
-face in 4K or 12 MP frames, against ~1.1-1.7 s for the first frame.
+Faces of any size. dlib's detector reliably finds faces from ~60 px wide (outer landmarks) in the image it is given. It
+first runs on a copy shrunk to 640 px (in a 12 MP photo: faces of ~375 px and more); only when that shows no face does
+it run again at 2.5x that scale and then at full resolution (images over 16 MP: at 16 MP), so any face of 64 px or more
+is found. The boxes are scaled back and the landmarks are always fitted on the full-resolution image. Measured on this
+project's 2-core CPU (median of 3, dlib 20.0): the 640 px pass takes 0.03 s (4K frame) / 0.06 s (12 MP photo) with the
+resize; a 4K frame with no face 1.1 s in all, with a 120 px face 0.22 s, with a 68 px face 1.1 s; a 12 MP photo with no
+face 1.4-2.4 s, with a 120-200 px face 0.3 s, with a 68 px face 1.5-2.1 s. In a video (frames passed with the video's
+name) the next frames are searched only around the faces of the previous one, at the scale that found them: ~0.03 s a
+frame for a 100 px face in 4K or 12 MP frames, against ~1.1-1.7 s for the first frame.
 
-Choosing a face. Each detection is re-scored by the detector with the face resized to VERIFY_BOX
-px (raw scores depend on the scale where a face was found; this confidence is comparable across
-sizes) and its landmarks are fitted to the template. It counts as a face when the confidence is at
-least MIN_CONFIDENCE and the landmarks lie within MAX_RESIDUAL crop px (RMS) of the template.
-Faces are numbered left to right (face_index / --face_index picks one); by default the one with
-the highest quality = confidence - RESIDUAL_WEIGHT * residual among those large enough is used
-(in a video: the face nearest the one used on the previous frame). Measured: real faces score
-1.3-2.9 (residual 1-7 px), the mission patch on the sample astronaut's suit 0.0-0.1 (residual
-8-13 px), so the sample gives one face. With no plausible face, the best detection still
-re-found at a standard size (confidence >= FALLBACK_CONFIDENCE) is used.
+Choosing a face. Each detection is re-scored by the detector with the face resized to VERIFY_BOX px (raw scores depend
+on the scale where a face was found; this confidence is comparable across sizes) and its landmarks are fitted to the
+template. It counts as a face when the confidence is at least MIN_CONFIDENCE and the landmarks lie within MAX_RESIDUAL
+crop px (RMS) of the template. Faces are numbered left to right (face_index / --face_index picks one); by default the
+one with the highest quality = confidence - RESIDUAL_WEIGHT * residual among those large enough is used (in a video:
+the face nearest the one used on the previous frame). Measured: real faces score 1.3-2.9 (residual 1-7 px), the mission
+patch on the sample astronaut's suit 0.0-0.1 (residual 8-13 px), so the sample gives one face. With no plausible face,
+the best detection still re-found at a standard size (confidence >= FALLBACK_CONFIDENCE) is used.
 
-Minimum face size: 64 px between the outer landmarks. The template's face is ~134 px wide in the
-256x256 crop, so a 64 px face is upscaled 2.1x: the crop then carries the detail of a ~122 px
-image, under half the resolution the networks were trained on, and at that size a landmark
-error of 1 px is already ~2 % of the face (the crop jitters). Smaller faces get FaceTooSmallError.
+Minimum face size: 64 px between the outer landmarks. The template's face is ~134 px wide in the 256x256 crop, so a 64
+px face is upscaled 2.1x: the crop then carries the detail of a ~122 px image, under half the resolution the networks
+were trained on, and at that size a landmark error of 1 px is already ~2 % of the face (the crop jitters). Smaller
+faces get FaceTooSmallError.
 """
 
 import functools
@@ -41,16 +37,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from skimage.transform import SimilarityTransform
 
+from .crop_geometry import FIT_POINTS, face_template, similarity_transform, template_width, warp
 from .errors import EDTalkError
 
 log = logging.getLogger(__name__)
-
-CROP_SIZE = 256
-TEMPLATE_PATH = Path(__file__).resolve().parent / "assets" / "face_template_68.npy"
-FIT_POINTS = slice(0, 47)  # jaw, brows, nose and eyes (as the official crop)
-
 
 # Choosing among faces (see the module docstring).
 MIN_FACE_SIZE = 64  # px between the outer landmarks: the crop would upscale a smaller face more than 2x
@@ -74,198 +65,6 @@ class FaceIndexError(EDTalkError):
 
 class FaceTooSmallError(EDTalkError):
     """The face is too small for the networks' 256x256 crop."""
-
-
-@functools.lru_cache(maxsize=1)
-def face_template() -> np.ndarray:
-    """(68, 2) float landmark positions (x, y) in the 256x256 crop; see make_face_template.py."""
-    return np.load(TEMPLATE_PATH)
-
-
-def template_width() -> float:
-    """Distance between the template's outer landmarks (0 and 16) in the crop: ~134 px."""
-    t = face_template()
-    return float(np.linalg.norm(t[16] - t[0]))
-
-
-def similarity_transform(landmarks: np.ndarray, template: np.ndarray | None = None) -> np.ndarray:
-    """Least-squares similarity (Umeyama) from template points to detected landmarks: (3, 3), crop -> image."""
-    template = face_template() if template is None else template
-    tform = SimilarityTransform.from_estimate(template[FIT_POINTS], np.asarray(landmarks, float)[FIT_POINTS])
-    return np.asarray(tform.params, dtype=np.float64)
-
-
-def warp(image: np.ndarray, matrix: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
-    """Sample the (size, size) crop described by `matrix` from an (H, W, 3) uint8 image (bilinear, black outside)."""
-    return cv2.warpAffine(
-        image, matrix[:2], (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT
-    )
-
-
-def matrix_params(matrix: np.ndarray) -> np.ndarray:
-    """(log scale, angle, tx, ty) of a similarity matrix: a space where averaging is meaningful."""
-    a, b = matrix[0, 0], matrix[1, 0]
-    return np.array([np.log(np.hypot(a, b)), np.arctan2(b, a), matrix[0, 2], matrix[1, 2]])
-
-
-def params_matrix(params: np.ndarray) -> np.ndarray:
-    log_scale, angle, tx, ty = params
-    s = np.exp(log_scale)
-    c, n = s * np.cos(angle), s * np.sin(angle)
-    return np.array([[c, -n, tx], [n, c, ty], [0.0, 0.0, 1.0]])
-
-
-def smooth_transforms(sampled: dict[int, np.ndarray], num_frames: int, sigma: float | None) -> list[np.ndarray]:
-    """Per-frame crop matrices from matrices found on some frames.
-
-    sigma=None: one stable crop for the whole clip (the median of the sampled transforms), so the
-    head keeps its motion inside the crop, as the official fixed-box crop does. Otherwise the
-    transforms are interpolated between sampled frames and smoothed with a Gaussian of `sigma`
-    frames (for re-dubbing a long video whose subject moves around).
-    """
-    indices = np.array(sorted(sampled))
-    params = np.stack([matrix_params(sampled[i]) for i in indices])
-    params[:, 1] = np.unwrap(params[:, 1])
-    if sigma is None:
-        return [params_matrix(np.median(params, axis=0))] * num_frames
-    frames = np.arange(num_frames)
-    track = np.stack([np.interp(frames, indices, params[:, k]) for k in range(4)], axis=1)
-    if sigma > 0 and num_frames > 1:
-        from scipy.ndimage import gaussian_filter1d
-
-        track = gaussian_filter1d(track, sigma, axis=0, mode="nearest")
-    return [params_matrix(p) for p in track]
-
-
-# Paste-back mask (see face_mask), in units of the face width (landmarks 0-16 apart).
-MASK_BROW_RAISE = 0.25  # the brows are moved up this far to cover the forehead
-MASK_DILATE = 0.05  # the polygon grows this far with full weight (the jaw moves when the mouth opens)
-MASK_FEATHER = 0.10  # then the weight falls smoothly to 0 over this distance
-
-
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return (x * x * (3.0 - 2.0 * x)).astype(np.float32)
-
-
-def face_polygon(landmarks: np.ndarray, raise_by: float = MASK_BROW_RAISE) -> np.ndarray:
-    """(27, 2) outline of a face from its 68 landmarks: the jaw line (0-16), then the brows (26 back to 17)
-    moved `raise_by` face widths away from the chin, towards the forehead."""
-    lm = np.asarray(landmarks, np.float64)
-    width = np.linalg.norm(lm[16] - lm[0])
-    up = lm[17:27].mean(0) - lm[8]
-    up /= max(np.linalg.norm(up), 1e-9)
-    return np.concatenate([lm[0:17], lm[26:16:-1] + raise_by * width * up])
-
-
-def face_mask_from_landmarks(
-    landmarks: np.ndarray,
-    size: int,
-    raise_by: float = MASK_BROW_RAISE,
-    dilate: float = MASK_DILATE,
-    feather: float = MASK_FEATHER,
-) -> np.ndarray:
-    """(size, size) float32 blend weights from a face's 68 landmarks (x, y) in that square's pixels.
-
-    Weight 1 inside the face polygon (the convex hull of face_polygon) grown by `dilate` face
-    widths, falling to 0 over the next `feather` face widths along the distance to the polygon (a
-    smoothstep, so the seam has no step, and exactly 0 beyond: pixels there keep the original
-    frame). The weight also falls to 0 over the same distance before the square's border, whose
-    outside is black. Per-frame landmarks are not needed: see face_mask.
-    """
-    lm = np.asarray(landmarks, np.float64)
-    width = float(np.linalg.norm(lm[16] - lm[0]))
-    ramp = max(feather * width, 1.0)
-    scale = 4  # polygon rasterised with sub-pixel precision
-    inside = np.zeros((size, size), np.uint8)
-    poly = cv2.convexHull(np.round(face_polygon(lm, raise_by) * (1 << scale)).astype(np.int32))
-    cv2.fillPoly(inside, [poly], 1, lineType=cv2.LINE_8, shift=scale)
-    outside_distance = cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    mask = _smoothstep((dilate * width + ramp - outside_distance) / ramp)
-    yy, xx = np.mgrid[:size, :size]
-    border = np.minimum(np.minimum(xx, yy), np.minimum(size - 1 - xx, size - 1 - yy)).astype(np.float32)
-    mask = np.minimum(mask, _smoothstep(border / ramp))
-    mask[mask < 1e-3] = 0.0  # a clean support (the weights cut changed a pixel by under a quarter level)
-    return mask
-
-
-@functools.lru_cache(maxsize=4)
-def face_mask(size: int = CROP_SIZE) -> np.ndarray:
-    """(size, size) float32 paste-back weights of the (size, size) crop: the template face's mask.
-
-    Every crop aligns its face onto face_template(), so the template's jaw/brow polygon covers the
-    face in every crop; the mask is computed once (read-only) and warped with the crop's matrix."""
-    mask = face_mask_from_landmarks(face_template() * (size / CROP_SIZE), size)
-    mask.flags.writeable = False
-    return mask
-
-
-def mask_support(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1) inclusive pixel box where `mask` is non-zero (None if nowhere)."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
-
-
-_WARPED: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # (id(mask), matrix, roi) -> (mask, warped)
-
-
-def _warped_mask(mask: np.ndarray, shifted: np.ndarray, roi: tuple[int, int]) -> np.ndarray:
-    """(h, w) float32 mask warped into the box; the last few (for read-only masks) are cached."""
-    key = (id(mask), shifted.tobytes(), roi)
-    hit = _WARPED.get(key)
-    if hit is not None and hit[0] is mask:
-        return hit[1]
-    weight = cv2.warpAffine(mask, shifted, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    if not mask.flags.writeable:  # the cached masks never change; others might
-        weight.flags.writeable = False
-        if len(_WARPED) >= 8:
-            _WARPED.pop(next(iter(_WARPED)))
-        _WARPED[key] = (mask, weight)  # the mask is kept alive, so its id is not reused
-    return weight
-
-
-def paste_back(frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Blend an animated (S, S, 3) crop back into its (H, W, 3) uint8 frame; matrix: crop -> frame.
-
-    mask: (S, S) float32 weights in the crop (default face_mask(S): the face outlined by the
-    template's jaw line and raised brows, dilated and feathered). Only the box where the warped
-    mask is non-zero is warped and blended; everything outside it is the frame, unchanged. The
-    warped mask is cached, so a photo (the same matrix every frame) warps it once.
-
-    Measured on this project's 2-core CPU, 1920x1080 uint8 frame, median of 60 frames (faces 200
-    and 400 px between landmarks 0 and 16; the same matrix every frame / a moving one): the former
-    feathered square over the whole crop took 3.2 / 3.3 ms and 16.9 / 19.5 ms a frame; this mask,
-    warped and blended only inside its box (cv2.blendLinear), 1.6 / 2.0 ms and 3.5 / 4.6 ms, of
-    which ~1 ms is copying the frame. Colour matching at the seam is not done: the render keeps
-    the source's colours, and no measurement on real renders showed it would reduce the seam.
-    """
-    size = crop.shape[0]
-    if crop.dtype != np.uint8:
-        crop = np.clip(np.rint(crop), 0, 255).astype(np.uint8)
-    mask = face_mask(size) if mask is None else mask
-    box = mask_support(mask)
-    if box is None:
-        return frame
-    h, w = frame.shape[:2]
-    bx0, by0, bx1, by1 = box  # bilinear samples reach one pixel beyond the support
-    xs, ys = [bx0 - 1, bx1 + 1, bx0 - 1, bx1 + 1], [by0 - 1, by0 - 1, by1 + 1, by1 + 1]
-    corners = matrix[:2] @ np.array([xs, ys, [1, 1, 1, 1]], float)
-    x0, y0 = np.clip(np.floor(corners.min(axis=1)).astype(int), 0, [w, h])
-    x1, y1 = np.clip(np.ceil(corners.max(axis=1)).astype(int) + 1, 0, [w, h])
-    if x1 <= x0 or y1 <= y0:
-        return frame
-    shifted = np.ascontiguousarray(matrix[:2], dtype=np.float64).copy()
-    shifted[:, 2] -= (x0, y0)
-    roi = (int(x1 - x0), int(y1 - y0))
-    face = cv2.warpAffine(crop, shifted, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    weight = _warped_mask(mask, shifted, roi)
-    out = frame.copy()
-    region = np.ascontiguousarray(out[y0:y1, x0:x1])
-    # weight * face + (1 - weight) * frame, rounded (exact where the weight is 0 or 1)
-    out[y0:y1, x0:x1] = cv2.blendLinear(face, region, weight, 1.0 - weight)
-    return out
 
 
 @dataclass
@@ -504,15 +303,9 @@ class FaceAligner:
 
     def _warn_several(self, faces: list[Face], index: int, name: str) -> None:
         how = "--face_index" if self.face_index is not None else "the clearest"
-        log.warning(
-            "found %d faces in %s; using face %d (%s; faces are numbered 0 to %d from the left): "
-            "choose another with --face_index",
-            len(faces),
-            name,
-            index,
-            how,
-            len(faces) - 1,
-        )
+        last = len(faces) - 1
+        message = "found %d faces in %s; using face %d (%s; faces are numbered 0 to %d from the left): %s"
+        log.warning(message, len(faces), name, index, how, last, "choose another with --face_index")
 
     # ---- public API ------------------------------------------------------------------------------
 

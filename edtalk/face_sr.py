@@ -1,4 +1,8 @@
-"""Face restoration of rendered frames with GFPGAN, prepared as the official pipeline prepares faces.
+"""Face restoration of rendered frames with GFPGAN (--face_sr), prepared as the official pipeline prepares faces.
+
+Everything --face_sr does lives here: `load_restorer` builds the FaceRestorer a pipeline uses
+(GFPGAN from the checkpoint folder, --sr_blend checked); the restorer asks edtalk.face_align for
+each rendered frame's 68 landmarks and edtalk.face_paste to blend the restored face back.
 
 For each frame: five points (eye centres, nose tip, mouth corners) from our 68 landmarks; a
 similarity transform onto the FFHQ 512 template fitted as the official `FaceRestoreHelper` fits
@@ -20,13 +24,17 @@ Differences from the official `GFPGANer.enhance` (EDTalk's `--face_sr`), said pl
 
 import functools
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from .crop_geometry import face_template
 from .errors import EDTalkError
-from .face_align import FaceAligner, face_mask_from_landmarks, face_template, paste_back
+from .face_align import FaceAligner
+from .face_paste import face_mask_from_landmarks, paste_back
+from .gfpgan import GFPGAN_FILE, load_gfpgan
 
 FACE_SIZE = 512
 # FFHQ 512 template (x, y): left eye, right eye, nose tip, left and right mouth corners (image-left first).
@@ -92,7 +100,7 @@ def aligned_face_mask(face_size: int = FACE_SIZE) -> np.ndarray:
     """(face_size, face_size) float32 paste-back weights of the aligned face (read-only, computed once).
 
     The crop template's 68 landmarks carried into the aligned face by the same five-point fit as a
-    face, then face_align.face_mask_from_landmarks: the mask of every crop's paste-back, here."""
+    face, then face_paste.face_mask_from_landmarks: the mask of every crop's paste-back, here."""
     m = alignment_matrix(five_points(face_template()), face_size)
     mask = face_mask_from_landmarks(face_template() @ m[:, :2].T + m[:, 2], face_size)
     mask.flags.writeable = False
@@ -214,3 +222,17 @@ class FaceRestorer:
         size = (w * self.upscale, h * self.upscale)
         background = frame if self.upscale == 1 else cv2.resize(frame, size, interpolation=cv2.INTER_LANCZOS4)
         return paste_back(background, face, inverse_matrix(matrix, self.upscale), aligned_face_mask(face.shape[0]))
+
+
+def load_restorer(
+    ckpt_dir: str | Path, device: torch.device | str = "cpu", blend: float = 1.0, batch_size: int = 4
+) -> FaceRestorer:
+    """The restorer of --face_sr: GFPGAN (ckpt_dir/GFPGANv1.4.pth) on `device`, mixed with the
+    unrestored face by `blend` (--sr_blend), faces found on each rendered frame by its own aligner.
+
+    Raises EDTalkError naming --sr_blend when `blend` is outside [0, 1], CheckpointError (what to
+    download and where) when the checkpoint is missing or not GFPGAN's."""
+    if not 0 <= blend <= 1:
+        raise EDTalkError(f"--sr_blend must be between 0 and 1, got {blend}")
+    gfpgan = load_gfpgan(Path(ckpt_dir) / GFPGAN_FILE, device)
+    return FaceRestorer(gfpgan, blend, batch_size=batch_size, aligner=FaceAligner())

@@ -44,18 +44,12 @@ from .checkpoints import (
     load_expression_weights,
     load_generator,
 )
+from .crop_geometry import CROP_SIZE, similarity_transform, smooth_transforms, warp
 from .device import exact_fp32, resolve_device, resolve_precision
 from .emotions import check_expression_scale, parse_emotion_mix
 from .errors import EDTalkError
-from .face_align import (
-    CROP_SIZE,
-    FaceAligner,
-    NoFaceError,
-    paste_back,
-    similarity_transform,
-    smooth_transforms,
-    warp,
-)
+from .face_align import FaceAligner, NoFaceError
+from .face_paste import paste_back
 from .face_sr import FaceRestorer
 from .gfpgan import GFPGAN_FILE, load_gfpgan
 from .memory import release_free_memory

@@ -16,7 +16,7 @@ from data_preprocess.lmdb_store import LmdbReader, decode_jpeg, frame_key, group
 from data_preprocess.prepare_dataset import PrepareConfig, clip_ranges, prepare
 from data_preprocess.sources import find_videos
 from edtalk import audio as audio_io
-from edtalk.face_align import warp
+from edtalk.crop_geometry import warp
 from edtalk.video_io import iter_frames
 
 from .conftest import MEDIA

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edtalk import face_align
+from edtalk import crop_geometry, face_align
 from edtalk.cli import parser
 from edtalk.errors import EDTalkError
 from edtalk.video_io import read_image
@@ -74,11 +74,11 @@ def test_small_face_in_a_large_image_is_found_and_aligned_like_the_original(alig
     assert face.faces == 1
     # The same face, moved and scaled: the crop matrix is the original's in the big image's coordinates.
     expected = np.array([[s, 0, x], [0, s, y], [0, 0, 1]]) @ original.matrix
-    got, want = face_align.matrix_params(face.matrix), face_align.matrix_params(expected)
+    got, want = crop_geometry.matrix_params(face.matrix), crop_geometry.matrix_params(expected)
     assert abs(got[0] - want[0]) < 0.08  # scale within 8 %
     assert abs(got[1] - want[1]) < 0.05  # rotation within 3 degrees
     np.testing.assert_allclose(got[2:], want[2:], atol=0.06 * width)  # position within 6 % of the face
-    reference = face_align.warp(image, original.matrix)
+    reference = crop_geometry.warp(image, original.matrix)
     diff = np.abs(face.crop.astype(int) - reference).mean(-1)
     assert np.median(diff[64:200, 64:200]) < 25  # the centre of the crop shows the same face
 

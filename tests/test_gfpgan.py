@@ -279,7 +279,7 @@ def test_restorer_geometry_with_identity_network(face_frame):
     """An identity restorer gives back the upscaled frame: exact far from the face, close inside it."""
     import cv2
 
-    from edtalk.face_align import face_template
+    from edtalk.crop_geometry import face_template
     from edtalk.face_sr import FaceRestorer, aligned_face_mask, alignment_matrix, five_points, inverse_matrix
 
     restorer = FaceRestorer(_Constant(), batch_size=2)
@@ -295,7 +295,7 @@ def test_restorer_geometry_with_identity_network(face_frame):
 
 
 def test_restorer_blend_fallback_and_streaming(face_frame):
-    from edtalk.face_align import face_template
+    from edtalk.crop_geometry import face_template
     from edtalk.face_sr import FaceRestorer, five_points
 
     faces = np.stack([face_frame[:, :, ::-1].copy()] * 2)
@@ -326,7 +326,7 @@ def test_restorer_blend_fallback_and_streaming(face_frame):
 @pytest.mark.slow  # one GFPGAN forward, ~6 s on 2 CPU cores
 def test_restorer_with_gfpgan(gfpgan, face_frame):
     """The real network through the whole path: a 256 px frame becomes a 512 px frame with a new face."""
-    from edtalk.face_align import face_template
+    from edtalk.crop_geometry import face_template
     from edtalk.face_sr import FaceRestorer
 
     out = FaceRestorer(gfpgan).restore(face_frame[None], [face_template()])
@@ -339,7 +339,8 @@ def test_restorer_with_gfpgan(gfpgan, face_frame):
 
 def test_restorer_detects_landmarks(face_frame):
     """Without landmarks the restorer finds them with our aligner; a frame without a face uses the previous one's."""
-    from edtalk.face_align import FaceAligner, face_template
+    from edtalk.crop_geometry import face_template
+    from edtalk.face_align import FaceAligner
     from edtalk.face_sr import FaceRestorer, five_points, rendered_landmarks
 
     aligner = FaceAligner()

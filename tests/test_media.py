@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from edtalk import face_align
-from edtalk.pipeline import pingpong
+from edtalk import crop_geometry, face_align, face_paste
+from edtalk.rendering import pingpong
 from edtalk.video_io import MediaError, VideoWriter, iter_frames, read_image, stream_kinds
 
 from .conftest import MEDIA, ROOT
@@ -55,7 +55,7 @@ def test_bad_images_and_videos(tmp_path):
 
 
 def test_template_has_the_official_crop_geometry():
-    t = face_align.face_template()
+    t = crop_geometry.face_template()
     assert t.shape == (68, 2)
     np.testing.assert_allclose(t[36:42].mean(0), [106.3, 113.0], atol=3)
     np.testing.assert_allclose(t[42:48].mean(0), [165.5, 113.5], atol=4)
@@ -67,7 +67,7 @@ def test_alignment_of_an_aligned_crop_is_nearly_identity():
     image = read_image(MEDIA / "identity_source.jpg")
     face = face_align.FaceAligner().align(image)
     assert face.faces == 1 and face.crop.shape == (256, 256, 3)
-    params = face_align.matrix_params(face.matrix)
+    params = crop_geometry.matrix_params(face.matrix)
     assert abs(params[0]) < 0.15 and abs(params[1]) < 0.1  # scale within 15 %, rotation within 6 degrees
     assert np.abs(params[2:]).max() < 25  # shift within 25 px
 
@@ -79,7 +79,7 @@ def test_uncropped_photo_is_detected_and_aligned():
     again = aligner.landmarks(face.crop)  # the crop puts the landmarks on the template
     assert len(again) == 1
     eyes = again[0][36:48].reshape(2, 6, 2).mean(1)
-    np.testing.assert_allclose(eyes, face_align.face_template()[36:48].reshape(2, 6, 2).mean(1), atol=6)
+    np.testing.assert_allclose(eyes, crop_geometry.face_template()[36:48].reshape(2, 6, 2).mean(1), atol=6)
 
 
 def test_no_face():
@@ -89,12 +89,12 @@ def test_no_face():
 
 def test_paste_back_restores_the_frame():
     image = read_image(ROOT / "test_data" / "astronaut.jpg")
-    matrix = face_align.similarity_transform(face_align.face_template() * 1.5 + 40)
-    crop = face_align.warp(image, matrix)
-    restored = face_align.paste_back(image, crop, matrix)
+    matrix = crop_geometry.similarity_transform(crop_geometry.face_template() * 1.5 + 40)
+    crop = crop_geometry.warp(image, matrix)
+    restored = face_paste.paste_back(image, crop, matrix)
     assert restored.shape == image.shape
     assert np.abs(restored.astype(int) - image).mean() < 2.0  # only resampling blur inside the face
-    changed = face_align.paste_back(image, np.zeros_like(crop), matrix)
+    changed = face_paste.paste_back(image, np.zeros_like(crop), matrix)
     centre = matrix[:2] @ [128, 128, 1]
     y, x = int(centre[1]), int(centre[0])
     assert changed[y, x].max() == 0 and (changed[0, 0] == image[0, 0]).all()  # face replaced, corners kept

@@ -1,4 +1,4 @@
-"""Paste-back with the landmark face mask (edtalk.face_align.paste_back / face_mask).
+"""Paste-back with the landmark face mask (edtalk.face_paste.paste_back / face_mask).
 
 What is asserted: the mask covers the template's jaw and brow landmarks (0-26) with full weight
 and falls to exactly 0 before the crop's border; the blended frame equals the original exactly
@@ -13,17 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edtalk import face_align
-from edtalk.face_align import (
-    CROP_SIZE,
-    MASK_DILATE,
-    MASK_FEATHER,
-    face_mask,
-    face_polygon,
-    face_template,
-    params_matrix,
-    paste_back,
-)
+from edtalk.crop_geometry import CROP_SIZE, face_template, params_matrix, warp
+from edtalk.face_paste import MASK_DILATE, MASK_FEATHER, face_mask, face_polygon, paste_back
 
 H, W = 540, 960
 
@@ -180,6 +171,6 @@ def test_the_face_sr_mask_is_the_same_landmark_mask():
 def test_paste_back_of_the_unchanged_crop_restores_the_frame():
     frame = cv2.GaussianBlur(_noise((H, W, 3), 11), (0, 0), 3)
     matrix = _matrix(1.5, 0.2)
-    crop = face_align.warp(frame, matrix)
+    crop = warp(frame, matrix)
     out = paste_back(frame, crop, matrix)
     assert np.abs(out.astype(int) - frame).mean() < 0.5
