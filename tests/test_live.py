@@ -1,0 +1,152 @@
+"""Live sessions: streamed audio in any chunking gives the offline mouth and frames (after the
+look-ahead), silence closes the mouth, and a slow renderer drops frames evenly without drifting."""
+
+import numpy as np
+import pytest
+import torch
+
+from edtalk import audio as audio_io
+from edtalk.checkpoints import LIP_POSE
+from edtalk.errors import AudioError
+from edtalk.inputs import whole_frame
+from edtalk.live import LiveOptions, LiveSession
+from edtalk.live.features import FRAME_SAMPLES
+from edtalk.options import PipelineOptions
+from edtalk.torch_backend import TorchGenerator
+from edtalk.video_io import read_image
+
+from .conftest import MEDIA
+
+FRAMES = 25  # 1 s of the speech sample
+
+
+class FakeClock:
+    """Seconds that advance only when told (a render's cost)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class StubRenderer:
+    """A generator backend that draws nothing and costs `cost` seconds of the fake clock per frame."""
+
+    def __init__(self, clock: FakeClock, cost: float = 0.0):
+        self.clock, self.cost = clock, cost
+        self.device = torch.device("cpu")
+        self.config = type("Config", (), {"has_expression": False})()
+
+    def encode_source(self, crops):
+        return None
+
+    def animate(self, encoded, lip, pose, exp):
+        self.clock.now += self.cost * len(lip)
+        return np.zeros((len(lip), 8, 8, 3), np.uint8)
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    return audio_io.load_wav(MEDIA / "speech_16k.wav")[: FRAMES * FRAME_SAMPLES]
+
+
+@pytest.fixture(scope="module")
+def offline_lip(speech, audio2lip) -> torch.Tensor:
+    """The offline pipeline's mouth: whole-clip mel windows, Audio2Lip, smoothing over the clip."""
+    windows = audio_io.windows_from_mel(audio_io.melspectrogram(speech), FRAMES)
+    return audio2lip.predict(torch.from_numpy(windows))
+
+
+def pipeline_options(ckpts) -> PipelineOptions:
+    return PipelineOptions(ckpt_dir=ckpts, model=LIP_POSE, device="cpu", precision="fp32", crop=False)
+
+
+def stream(session: LiveSession, samples: np.ndarray, chunk: int, rate: int = 16000) -> list:
+    frames = []
+    for start in range(0, len(samples), chunk):
+        frames += session.push(samples[start : start + chunk], rate)
+    return frames + session.close()
+
+
+def stub_session(ckpts, clock=None, cost=0.0, **live) -> LiveSession:
+    clock = clock or FakeClock()
+    source = np.zeros((256, 256, 3), np.uint8)
+    return LiveSession(source, pipeline_options(ckpts), LiveOptions(**live), StubRenderer(clock, cost), clock)
+
+
+@pytest.mark.parametrize("chunk_ms", [10, 40, 137, 1000])
+def test_mouth_equals_the_offline_mouth_for_any_chunking(synthetic_ckpts, speech, offline_lip, chunk_ms):
+    frames = stream(stub_session(synthetic_ckpts), speech, 16 * chunk_ms)
+    assert [f.index for f in frames] == list(range(FRAMES))
+    lip = torch.from_numpy(np.stack([f.lip for f in frames]))
+    torch.testing.assert_close(lip, offline_lip, atol=2e-5, rtol=1e-4)
+    assert [(f.start, f.end) for f in frames[:2]] == [(0, 640), (640, 1280)]
+    assert frames[-1].end_s == pytest.approx(FRAMES / 25)
+
+
+def test_exact_mode_waits_for_its_look_ahead_and_low_mode_does_not(synthetic_ckpts, speech, offline_lip):
+    exact, low = stub_session(synthetic_ckpts), stub_session(synthetic_ckpts, latency="low")
+    ten_frames = speech[: 10 * FRAME_SAMPLES]
+    # frame i's smoothed row needs frame i + 1's window, which reads 1480 samples past frame i + 1's end
+    assert [f.index for f in exact.push(ten_frames)] == list(range(6))
+    assert [f.index for f in low.push(ten_frames)] == list(range(10))
+    by_chunk = [
+        np.stack([f.lip for f in stream(stub_session(synthetic_ckpts, latency="low"), speech, n)]) for n in (160, 16000)
+    ]
+    np.testing.assert_allclose(by_chunk[0], by_chunk[1], atol=2e-5, rtol=1e-4)
+    cost = np.abs(by_chunk[0] - offline_lip.numpy()).mean() / offline_lip.numpy().std()
+    assert 0 < cost < 1  # a cheaper, less accurate mouth (docs/live.md gives the measure)
+
+
+def test_silence_closes_the_mouth(synthetic_ckpts, speech):
+    session = stub_session(synthetic_ckpts)
+    noise = np.random.default_rng(0).normal(0, 10 ** (-70 / 20), 25 * FRAME_SAMPLES).astype(np.float32)
+    frames = stream(session, np.concatenate([speech[: 15 * FRAME_SAMPLES], noise]), 800)
+    lip = np.stack([f.lip for f in frames])
+    rest = session.lip.rest.numpy()  # the mouth Audio2Lip draws for digital silence
+    np.testing.assert_allclose(lip[15 + 5 : -1], np.broadcast_to(rest, lip[20:-1].shape), atol=1e-5)
+    assert np.abs(lip[:12] - rest).max(axis=1).min() > 1e-3  # while speaking it is not at rest
+
+
+def test_a_slow_renderer_drops_frames_evenly_and_keeps_the_sample_clock(synthetic_ckpts, speech):
+    session = stub_session(synthetic_ckpts, cost=0.1)  # 100 ms a frame: 10 of every 25 frames fit
+    frames = stream(session, speech, 800)
+    indices = np.array([f.index for f in frames])
+    assert indices[0] == 0 and set(np.diff(indices)) <= {2, 3}
+    assert abs(len(frames) - 0.4 * FRAMES) <= 2
+    assert session.stats["frames"] == FRAMES and session.stats["dropped"] == FRAMES - len(frames)
+    assert session.stats["achieved_fps"] == pytest.approx(10, abs=1.5)
+    assert all(f.start == f.index * FRAME_SAMPLES for f in frames)  # timestamps from the audio, not the clock
+
+
+def test_frames_equal_the_offline_render(synthetic_ckpts, lip_pose_generator, speech, offline_lip):
+    source = read_image(MEDIA / "identity_source.jpg")
+    session = LiveSession(source, pipeline_options(synthetic_ckpts), clock=FakeClock())  # no time passes: no drops
+    frames = stream(session, speech[: 12 * FRAME_SAMPLES], 1600)[:8]  # frame 7 reads audio up to frame 11
+    renderer = TorchGenerator(lip_pose_generator, LIP_POSE, torch.device("cpu"), torch.float32)
+    expected = renderer.animate(
+        renderer.encode_source(whole_frame(source, "source")[0][None]), offline_lip[:8], None, None
+    )
+    got = np.stack([f.image for f in frames])
+    assert got.shape == (8, 256, 256, 3)
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # uint8 rounding of fp32 noise
+
+
+def test_input_errors_are_one_line(synthetic_ckpts, speech):
+    session = stub_session(synthetic_ckpts)
+    with pytest.raises(AudioError, match="mono float"):
+        session.push(np.zeros((10, 2), np.float32))
+    session.push(speech[:1000], 16000)
+    with pytest.raises(AudioError, match="changed from 16000 to 48000 Hz"):
+        session.push(speech[:1000], 48000)
+
+
+def test_other_sample_rates_are_resampled_as_they_arrive(synthetic_ckpts, speech, offline_lip):
+    import librosa
+
+    fast = librosa.resample(speech, orig_sr=16000, target_sr=48000, res_type="soxr_hq")
+    frames = stream(stub_session(synthetic_ckpts), fast, 4800, 48000)
+    assert len(frames) == FRAMES
+    lip = np.stack([f.lip for f in frames])
+    assert np.abs(lip - offline_lip.numpy()).mean() < 0.05 * offline_lip.numpy().std()
