@@ -192,17 +192,27 @@ class Generator(nn.Module):
         Frames given for several parts are encoded in one batched pass; passing the same tensor
         object for two parts encodes it once.
         """
+        src = source if isinstance(source, SourceEncoding) else self.encode_source(source)
+        return self.render(src, *self.latents(src, lip, pose, exp))
+
+    def latents(
+        self,
+        source: SourceEncoding,
+        lip: torch.Tensor,
+        pose: torch.Tensor | None = None,
+        exp: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The decoder's inputs for an encoded source moved by the drivers (as in `animate`): the
+        latent (B, 512) and the expression latent (B, 512; None for the lip-pose model)."""
         if exp is not None and not self.has_expression:
             raise ValueError(
                 "this is the lip-pose generator (no expression bank): expression control needs the full "
                 "EDTalk generator (EDTalk.pt)"
             )
-        src = source if isinstance(source, SourceEncoding) else self.encode_source(source)
         drivers = {"lip": lip, "pose": pose, "exp": exp if self.has_expression else None}
-        batch = self._batch_size(drivers, src)
-        alphas = self._driver_coefficients(drivers, src, batch)
-        latent, exp_latent = self.compose_latent(src.wa, torch.cat(alphas, dim=1))
-        return self.render(src, latent, exp_latent)
+        batch = self._batch_size(drivers, source)
+        alphas = self._driver_coefficients(drivers, source, batch)
+        return self.compose_latent(source.wa, torch.cat(alphas, dim=1))
 
     def forward(self, source: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
         """Self-reconstruction (training): every part's motion comes from `drive` (B, 3, size, size)."""
