@@ -108,9 +108,10 @@ def download_gfpgan(ckpt_dir: Path, force: bool) -> None:
         os.replace(part, path)
 
 
-def verify(ckpt_dir: Path, face_sr: bool = False) -> list[str]:
-    """Load every checkpoint (and GFPGAN with face_sr); print one line per file; return the problems found."""
-    problems = []
+def verify(ckpt_dir: Path, face_sr: bool = False) -> tuple[list[str], list[str]]:
+    """Load every checkpoint that is there (and GFPGAN with face_sr); print one line per file;
+    return (the problems found, the files that are not there)."""
+    problems, missing = [], []
     checks = [
         ("EDTalk.pt", lambda p: load_generator(p, kind=FULL)),
         ("EDTalk_lip_pose.pt", lambda p: load_generator(p, kind=LIP_POSE)),
@@ -121,23 +122,41 @@ def verify(ckpt_dir: Path, face_sr: bool = False) -> list[str]:
     descriptions = CHECKPOINTS | {GFPGAN_FILE: "GFPGAN face restoration (--face_sr)"}
     for name, load in checks:
         path = ckpt_dir / name
+        if not path.exists():
+            print(f"  missing  {path}: {descriptions[name]}")
+            missing.append(name)
+            continue
         try:
             load(path)
             print(f"  ok       {path} ({path.stat().st_size / 2**20:.0f} MB): {descriptions[name]}")
         except EDTalkError as exc:
             print(f"  problem  {exc}")
             problems.append(str(exc))
-    try:
-        found = load_expression_weights(ckpt_dir / EXPRESSION_DIR)
-        missing = [e for e in EXPRESSIONS if e not in found]
-        print(f"  ok       {ckpt_dir / EXPRESSION_DIR}: {', '.join(found) or 'no files'}")
-        if missing:
-            problems.append(f"missing expression weights: {', '.join(missing)}")
-            print(f"  problem  missing expression weights: {', '.join(missing)}")
-    except EDTalkError as exc:
-        print(f"  problem  {exc}")
-        problems.append(str(exc))
-    return problems
+    absent = [f"{EXPRESSION_DIR}/{e}.npy" for e in EXPRESSIONS if not (ckpt_dir / EXPRESSION_DIR / f"{e}.npy").exists()]
+    for name in absent:
+        print(f"  missing  {ckpt_dir / name}: predefined emotion (--exp_type)")
+    missing += absent
+    if len(absent) < len(EXPRESSIONS):
+        try:
+            found = load_expression_weights(ckpt_dir / EXPRESSION_DIR)
+            print(f"  ok       {ckpt_dir / EXPRESSION_DIR}: {', '.join(found)}")
+        except EDTalkError as exc:
+            print(f"  problem  {exc}")
+            problems.append(str(exc))
+    return problems, missing
+
+
+def summary(problems: list[str], missing: list[str], ckpt_dir: Path) -> str:
+    """The last line of a check: all good, or which files do not load and which are not there."""
+    if not problems and not missing:
+        return "all checkpoints load"
+    parts = [f"{len(problems)} file(s) do not load (see above)"] if problems else []
+    if missing:
+        parts.append(
+            f"missing {', '.join(missing)}: run python download_ckpts.py, or download them by hand from "
+            f"{HF_URL} into {ckpt_dir}/ (layout in ckpts/README.md)"
+        )
+    return "; ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,10 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ckpt_dir = Path(args.ckpt_dir)
     if not args.check:
+        created = not ckpt_dir.exists()
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         try:
             download(ckpt_dir, args.force)
         except Exception as exc:  # any hub/network failure ends in the same one-line instruction
+            if created and not any(ckpt_dir.iterdir()):
+                ckpt_dir.rmdir()  # an offline run leaves no empty folder behind
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
             print(f"Cannot reach Hugging Face ({reason}): " + MANUAL.format(ckpt_dir=ckpt_dir), file=sys.stderr)
             return 1
@@ -169,11 +191,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 1
     print(f"Checking {ckpt_dir}/:")
-    problems = verify(ckpt_dir, args.face_sr)
-    print(
-        "all checkpoints load" if not problems else f"{len(problems)} problem(s); " + MANUAL.format(ckpt_dir=ckpt_dir)
-    )
-    return 1 if problems else 0
+    problems, missing = verify(ckpt_dir, args.face_sr)
+    print(summary(problems, missing, ckpt_dir))
+    return 1 if problems or missing else 0
 
 
 if __name__ == "__main__":

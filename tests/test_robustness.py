@@ -200,3 +200,27 @@ def test_a_symlinked_emotion_folder_is_ignored_by_git(tmp_path):
         ["git", "status", "--porcelain", "--untracked-files=all"], cwd=tmp_path, capture_output=True, text=True
     )
     assert status.returncode == 0 and "ckpts" not in status.stdout, status.stdout
+
+
+def _download_ckpts(*args) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    command = [sys.executable, str(ROOT / "download_ckpts.py"), *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
+
+
+def test_download_check_loads_what_is_there_and_names_only_what_is_missing(tmp_path, ckpt_dir):  # noqa: F811
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    (folder / "EDTalk_lip_pose.pt").symlink_to(Path(ckpt_dir) / "EDTalk_lip_pose.pt")
+    result = _download_ckpts("--check", "--ckpt_dir", str(folder))
+    assert result.returncode == 1
+    assert re.search(r"ok +\S*EDTalk_lip_pose.pt", result.stdout), result.stdout
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("missing EDTalk.pt, Audio2Lip.pt, predefined_exp_weights/angry.npy"), last
+    assert "EDTalk_lip_pose.pt" not in last and "do not load" not in last
+
+
+def test_an_offline_download_leaves_no_empty_folder(tmp_path):
+    result = _download_ckpts("--ckpt_dir", str(tmp_path / "new" / "ckpts"))
+    assert result.returncode == 1 and "Cannot reach Hugging Face" in result.stderr
+    assert not (tmp_path / "new" / "ckpts").exists()
