@@ -35,9 +35,7 @@ def anchor_points(shape: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--media", default=str(DEFAULT_MEDIA), help="folder with aligned crops (identity_source.jpg, pose_source1.mp4)"
-    )
+    parser.add_argument("--media", default=str(DEFAULT_MEDIA), help="folder with aligned crops")
     args = parser.parse_args()
     media = Path(args.media)
     aligner = FaceAligner()
