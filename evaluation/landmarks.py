@@ -1,11 +1,13 @@
 """M-LMD and F-LMD: mean distance between the dlib 68 landmarks of generated and reference frames.
 
 As in the papers that report them (Chen et al. 2019, ATVGnet, and the talking-head works after
-it), distances are measured on aligned faces: each clip's landmarks are mapped by one similarity
-transform (from the clip's mean landmarks onto our 256x256 face template, edtalk.crop_geometry)
-into the template's frame, so the numbers are in pixels of a 256x256 crop whatever the video's
-resolution, while the head and mouth motion inside the clip is kept. For clips that are already
-256x256 aligned crops (our renders) the transform is close to the identity.
+it), distances are measured on aligned faces. One similarity transform, found from the reference
+clip's mean landmarks onto our 256x256 face template (edtalk.crop_geometry), maps both clips'
+landmarks into the template's frame: the numbers are in pixels of a 256x256 crop whatever the
+video's resolution, the head and mouth motion inside the clip is kept, and a generated face placed
+wrongly throughout (shifted, scaled) still counts. Both clips must be in the same pixel frame (the
+runner resizes generated frames to the reference size first). For clips that are already 256x256
+aligned crops (our renders) the transform is close to the identity.
 """
 
 import numpy as np
@@ -15,13 +17,18 @@ from edtalk.crop_geometry import similarity_transform
 MOUTH = slice(48, 68)  # dlib points 49-68: outer and inner lip contours
 
 
-def align_clip(landmarks: np.ndarray) -> np.ndarray:
-    """(T, 68, 2) landmarks (x, y) of one clip (NaN rows where no face) -> the same in template pixels."""
-    valid = ~np.isnan(landmarks).any(axis=(1, 2))
+def reference_alignment(reference: np.ndarray) -> np.ndarray:
+    """(T, 68, 2) reference landmarks (x, y; NaN rows where no face) -> (3, 3) image -> template transform
+    (the identity when no frame has a face)."""
+    valid = ~np.isnan(reference).any(axis=(1, 2))
     if not valid.any():
-        return landmarks
-    to_crop = np.linalg.inv(similarity_transform(landmarks[valid].mean(axis=0)))  # (3, 3) image -> crop
-    return landmarks @ to_crop[:2, :2].T + to_crop[:2, 2]
+        return np.eye(3)
+    return np.linalg.inv(similarity_transform(reference[valid].mean(axis=0)))
+
+
+def apply_transform(matrix: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(3, 3) similarity and (..., 2) points (x, y) -> the mapped points (..., 2)."""
+    return landmarks @ matrix[:2, :2].T + matrix[:2, 2]
 
 
 def landmark_distance(generated: np.ndarray, reference: np.ndarray, points: slice = slice(None)) -> float:
@@ -36,9 +43,11 @@ def landmark_distance(generated: np.ndarray, reference: np.ndarray, points: slic
 
 
 def lmd(generated: np.ndarray, reference: np.ndarray, align: bool = True) -> dict[str, float]:
-    """{'M-LMD', 'F-LMD'} of two (T, 68, 2) landmark tracks, each clip aligned first unless `align` is False."""
+    """{'M-LMD', 'F-LMD'} of two (T, 68, 2) landmark tracks in the same pixel frame; unless `align` is
+    False, both are first mapped by the reference clip's alignment (`reference_alignment`)."""
     if align:
-        generated, reference = align_clip(generated), align_clip(reference)
+        to_template = reference_alignment(reference)
+        generated, reference = apply_transform(to_template, generated), apply_transform(to_template, reference)
     return {
         "M-LMD": landmark_distance(generated, reference, MOUTH),
         "F-LMD": landmark_distance(generated, reference),

@@ -1,6 +1,8 @@
 """Known-answer tests of the frame, landmark, identity and FID metrics (evaluation/)."""
 
+import json
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,11 +14,13 @@ from edtalk.errors import CheckpointError
 from edtalk.video_io import read_image
 from evaluation.fid import InceptionFeatures, fid, frechet_distance, load_inception, statistics
 from evaluation.identity import ARCFACE_POINTS, ArcFaceIdentity, arcface_crop, cosine, five_points
-from evaluation.image_metrics import cpbd, edge_widths, psnr, ssim
+from evaluation.image_metrics import PSNR_CAP, cpbd, edge_widths, gray_levels, psnr, ssim, vertical_edges
 from evaluation.landmarks import lmd
 from networks.inception import FIDInceptionV3
 
 from .conftest import MEDIA
+
+CPBD_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cpbd"
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +29,7 @@ def face() -> np.ndarray:
 
 
 def test_psnr_and_ssim_known_answers(face):
-    assert psnr(face, face) == math.inf and ssim(face, face) == pytest.approx(1.0, abs=1e-9)
+    assert psnr(face, face) == PSNR_CAP == 100.0 and ssim(face, face) == pytest.approx(1.0, abs=1e-9)
     face = face.clip(10, 245)
     noisy = face.astype(int) + np.where(np.indices(face.shape).sum(0) % 2 == 0, 4, -4)  # |error| 4 everywhere
     expected = 10 * math.log10(255**2 / 16)
@@ -46,14 +50,19 @@ def test_lmd_of_landmarks_shifted_by_a_known_amount():
     assert lmd(lost, ref, align=False)["F-LMD"] == pytest.approx(5.0)
 
 
-def test_lmd_alignment_removes_a_global_similarity_but_keeps_motion():
+def test_lmd_aligns_both_clips_by_the_reference_and_keeps_a_misplaced_face():
     t = face_template()
-    clip = np.repeat(t[None], 6, axis=0)
-    clip[:, 48:68, 1] += np.arange(6)[:, None]  # the mouth moves down by 0..5 px
-    moved = clip * 2.0 + np.array([40.0, -10.0])  # the same clip at twice the size, elsewhere
-    assert lmd(moved, clip, align=False)["F-LMD"] > 50
-    aligned = lmd(moved, clip)
-    assert aligned["F-LMD"] < 0.05 and aligned["M-LMD"] < 0.05
+    reference = np.repeat(t[None], 6, axis=0) * 2.0 + np.array([40.0, -10.0])  # a 2x face in a bigger video
+    assert lmd(reference.copy(), reference) == pytest.approx({"M-LMD": 0.0, "F-LMD": 0.0}, abs=1e-9)
+    moving = reference.copy()
+    moving[:, 48:68, 1] += 2.0 * np.arange(6)[:, None]  # the mouth moves down by 0..10 video px = 0..5 crop px
+    assert lmd(moving, reference)["M-LMD"] == pytest.approx(2.5, abs=1e-4)  # the motion is kept, in crop pixels
+    misplaced = reference + np.array([12.0, 16.0])  # the whole face 20 video px off in every frame
+    scores = lmd(misplaced, reference)
+    assert scores["F-LMD"] == pytest.approx(10.0, abs=1e-4) and scores["M-LMD"] == pytest.approx(10.0, abs=1e-4)
+    lost = reference.copy()
+    lost[2] = np.nan  # a reference frame without a face is left out of the alignment and the mean
+    assert lmd(misplaced, lost)["F-LMD"] == pytest.approx(10.0, abs=1e-4)
 
 
 def test_cpbd_ranks_sharp_above_blurred(face):
@@ -70,6 +79,33 @@ def test_edge_width_of_a_known_ramp():
     edges[2, 12] = True
     widths = edge_widths(gray, edges)
     assert widths[2, 12] == 6 and widths.sum() == 6
+
+
+def box_blur(image: np.ndarray, k: int = 5) -> np.ndarray:
+    """(H, W, 3) uint8 -> the floored k x k box mean per channel, borders edge-replicated (integers: exact)."""
+    pad = k // 2
+    x = np.pad(image.astype(np.int64), ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    c = np.pad(np.cumsum(np.cumsum(x, axis=0), axis=1), ((1, 0), (1, 0), (0, 0)))
+    h, w = image.shape[:2]
+    sums = c[k : k + h, k : k + w] - c[:h, k : k + w] - c[k : k + h, :w] + c[:h, :w]
+    return (sums // (k * k)).astype(np.uint8)
+
+
+def test_cpbd_matches_the_reference_package():
+    """Numbers of the `cpbd` package (1.0.7) on two images and their blurred copies; see its README."""
+    reference = json.loads((CPBD_FIXTURES / "cpbd_ref.json").read_text())["images"]
+    with np.load(CPBD_FIXTURES / "cpbd_inputs.npz") as f:
+        images = {name: f[name] for name in f.files}
+    images.update({f"{name}_box5": box_blur(image) for name, image in list(images.items())})
+    assert sorted(images) == sorted(reference)
+    for name, image in images.items():
+        expected = reference[name]
+        gray = gray_levels(image)
+        assert list(gray.shape) == expected["shape"] and int(gray.sum()) == expected["gray_sum"], name
+        widths = edge_widths(gray, vertical_edges(gray))
+        assert int((widths > 0).sum()) == expected["width_pixels"], name
+        assert widths.sum() == pytest.approx(expected["width_sum"], abs=1e-9), name
+        assert cpbd(image) == pytest.approx(expected["cpbd"], abs=1e-9), name
 
 
 def test_fid_formula_against_direct_gaussian_computation():
