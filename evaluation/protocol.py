@@ -1,9 +1,10 @@
 r"""The paper's protocol: render the test clips of a pre-processed set with our models, then score them.
 
-    python -m evaluation.protocol --data /data/edtalk_mead --raw /data/MEAD_front --split test \
+    python -m evaluation.protocol --data /data/edtalk_mead --raw /data/MEAD_front \
         --mode audio --ckpt_dir ckpts --out results/mead_audio --syncnet ckpts/syncnet_v2.model
 
-For every clip of `<data>/lists/<split>.json` (made by data_preprocess/prepare_dataset.py) the
+For every clip of the test split, `<data>/lists/test.json` (made by data_preprocess/prepare_dataset.py;
+training selects its checkpoints on the separate `val` split, so these clips are unseen), the
 aligned frames in the lmdb, with the clip's own audio cut from the raw video (`--raw`, the folder
 prepare_dataset read), become `<out>/reference/<clip>.mp4`; its first frame is the source.
 - `--mode video`: self-reconstruction. Mouth, pose and expression come from the reference clip.
@@ -37,6 +38,7 @@ from .report import write_report
 from .runner import evaluate_pairs
 
 SAMPLES_PER_FRAME = 640  # 16 kHz audio, 25 fps
+SPLIT = "test"  # the only split reported: train and val clips shaped the model and its checkpoint choice
 MEAD_CLIP = re.compile(r"^[MW]\d{3}#")  # MEAD clip names start with the actor: M003#angry#level_1#001
 PUBLISHED = {
     ("MEAD", "audio"): {
@@ -99,20 +101,28 @@ def prepare_reference(clips: ClipSource, name: str, folder: Path) -> tuple[Path,
     return video, source, wav
 
 
-def render_clip(pipe: TalkingHeadPipeline, mode: str, reference: Path, source: Path, wav: Path | None, out: Path):
-    """Render one test clip with our model into `out` (audio: mouth from `wav`; video: from the reference)."""
+def render_clip(
+    pipe: TalkingHeadPipeline, mode: str, reference: Path, source: Path, wav: Path | None, out: Path, progress: bool
+):
+    """Render one test clip with our model into `out` (audio: mouth from `wav`; video: from the reference),
+    with a progress bar of its frames unless `progress` is False."""
     if mode == "audio" and wav is None:
         raise EDTalkError(f"{reference.stem}: no audio for the audio-driven mode (give --raw, the raw dataset folder)")
     drivers = {"pose": reference, "exp": reference}
     drivers.update({"audio": wav} if mode == "audio" else {"lip": reference, "audio": wav})
-    write_mp4(pipe, out, source=source, **drivers)
+    with tqdm(desc=f"{reference.stem}: rendering", unit="frame", leave=False, disable=not progress) as bar:
+
+        def advance(written: int, total: int) -> None:
+            bar.total = total
+            bar.update(written - bar.n)
+
+        write_mp4(pipe, out, on_batch=advance, source=source, **drivers)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = parser_from_doc("python -m evaluation.protocol", __doc__)
     parser.add_argument("--data", required=True, help="a set made by data_preprocess/prepare_dataset.py")
     parser.add_argument("--raw", help="the raw dataset folder prepare_dataset read (for the clips' audio)")
-    parser.add_argument("--split", default="test", help="split list to render (default: %(default)s)")
     parser.add_argument("--mode", choices=("audio", "video"), default="audio", help="(default: %(default)s)")
     parser.add_argument("--ckpt_dir", default="ckpts", help="EDTalk.pt and Audio2Lip.pt (default: %(default)s)")
     parser.add_argument("--out", default="results", help="output folder (default: %(default)s)")
@@ -126,20 +136,20 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         out, config = Path(args.out), config_from_args(args)
-        clips = ClipSource(Path(args.data), args.split, Path(args.raw) if args.raw else None)
+        clips = ClipSource(Path(args.data), SPLIT, Path(args.raw) if args.raw else None)
         names = clips.names[: args.limit] if args.limit else clips.names
         pipe, pairs = None, []  # the models load only if some clip is not rendered yet
-        for name in tqdm(names, desc=f"rendering {args.split} ({args.mode})", unit="clip", disable=args.quiet):
+        for name in tqdm(names, desc=f"rendering {SPLIT} ({args.mode})", unit="clip", disable=args.quiet):
             reference, source, wav = prepare_reference(clips, name, out)
             generated = out / "generated" / f"{name}.mp4"
             if not generated.is_file():
                 pipe = pipe or TalkingHeadPipeline(args.ckpt_dir, device=args.device, crop=False, progress=False)
-                render_clip(pipe, args.mode, reference, source, wav, generated)
+                render_clip(pipe, args.mode, reference, source, wav, generated, not args.quiet)
             pairs.append((generated, reference))
         results = evaluate_pairs(pairs, out, config, not args.quiet)
         dataset = args.dataset_name or ("MEAD" if all(MEAD_CLIP.match(n) for n in names) else Path(args.data).name)
         published = PUBLISHED.get((dataset, args.mode))
-        paths = write_report(results, out, f"EDTalk, {dataset} {args.split}, {args.mode}-driven", published)
+        paths = write_report(results, out, f"EDTalk, {dataset} {SPLIT}, {args.mode}-driven", published)
         print(paths[2].read_text())
         return 0
 

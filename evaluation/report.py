@@ -55,6 +55,9 @@ def markdown(results: FolderResults, title: str = "Evaluation", published: dict 
     for c in results.clips:
         problems = "; ".join(c.get("problems", [])) or "none"
         lines.append(f"| {c['clip']} | " + " | ".join(_fmt(c.get(n)) for n in per_clip) + f" | {problems} |")
+    if results.definitions:
+        lines += ["", "How these numbers differ from the paper's definitions:", ""]
+        lines += [f"- {line}" for line in results.definitions]
     if results.notes:
         lines += ["", "Notes:", ""] + [f"- {note}" for note in results.notes]
     return "\n".join(lines) + "\n"
@@ -130,6 +133,7 @@ def write_report(results: FolderResults, out: str | Path, title: str = "Evaluati
         "skipped": results.skipped,
         "clips": results.clips,
         "notes": results.notes,
+        "definitions": results.definitions,
         "published": published,
     }
     paths = [out / "results.json", out / "results.csv", out / "results.md"]

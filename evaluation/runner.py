@@ -11,9 +11,10 @@ scores only new or changed clips.
 """
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -23,11 +24,11 @@ from edtalk.face_align import FaceAligner
 from .clips import Clip, integrity_checks, pair_clips, read_clip
 from .fid import InceptionFeatures, fid
 from .identity import ArcFaceIdentity, DlibIdentity, cosine
-from .image_metrics import cpbd, psnr, ssim
+from .image_metrics import PSNR_CAP, cpbd, psnr, ssim
 from .landmarks import lmd
 from .sync import ExpertSyncScorer, SyncNetScorer, face_track_crops
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 SYNC_CROPS = ("resize", "face")
 
 
@@ -57,6 +58,24 @@ class EvalConfig:
             )
         return out
 
+    def definitions(self) -> list[str]:
+        """One line per metric whose window or definition differs from the paper's (for the report)."""
+        out = [
+            f"PSNR: per frame, capped at {PSNR_CAP:g} dB (the value of an identical frame), then averaged.",
+            "SSIM: scikit-image's 7x7 uniform window over the RGB channels, not the 11x11 Gaussian window "
+            "(sigma 1.5) of Wang et al. 2004: not directly comparable with published SSIM.",
+            "M-LMD, F-LMD: pixels of a 256x256 aligned crop; both clips are mapped by the reference clip's "
+            "alignment, so a face placed wrongly throughout counts.",
+            "CPBD: on the generated frames at their own size, every "
+            + (f"{self.sample_stride}th frame." if self.sample_stride > 1 else "frame."),
+        ]
+        if self.syncnet is not None and self.sync_crop == "face":
+            out.append(
+                "LSE-C, LSE-D: on our face track (dlib landmarks), not syncnet_python's S3FD track "
+                "(run_pipeline.py): close to, not the same as, the published procedure."
+            )
+        return out
+
     def signature(self) -> dict:
         """What a cached per-clip result depends on: the settings and each weights file's size and mtime."""
         out = {k: v for k, v in asdict(self).items() if k != "device"}
@@ -77,6 +96,7 @@ class FolderResults:
     fid: float | None
     skipped: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    definitions: list[str] = field(default_factory=list)
 
 
 def _file_stamp(path: Path) -> list:
@@ -87,10 +107,11 @@ def _file_stamp(path: Path) -> list:
 class Scorer:
     """The metric networks, loaded once; `score(generated, reference)` -> (metrics dict, FID features or None)."""
 
-    def __init__(self, config: EvalConfig):
+    def __init__(self, config: EvalConfig, progress: bool = False):
         if config.sync_crop not in SYNC_CROPS:
             raise EDTalkError(f"--sync_crop must be one of {', '.join(SYNC_CROPS)}, got {config.sync_crop}")
         self.config = config
+        self.progress = progress
         self.aligner = FaceAligner()
         self.sync = SyncNetScorer(config.syncnet, config.device) if config.syncnet else None
         self.expert = ExpertSyncScorer(config.sync_expert, config.device) if config.sync_expert else None
@@ -100,29 +121,40 @@ class Scorer:
         else:
             self.identity = DlibIdentity() if config.identity_fallback else None
 
-    def landmarks(self, clip: Clip) -> np.ndarray:
-        """(T, 68, 2) dlib landmarks of every 25-fps frame, NaN where no face was found."""
+    def landmarks(self, clip: Clip, what: str) -> np.ndarray:
+        """(T, 68, 2) dlib landmarks of every 25-fps frame, NaN where no face was found (the slow
+        per-frame step: a progress bar of its frames unless quiet)."""
         out = np.full((len(clip.frames), 68, 2), np.nan)
-        for i, frame in enumerate(clip.frames):
+        desc = f"{clip.path.stem}: {what} landmarks"
+        for i, frame in enumerate(tqdm(clip.frames, desc, unit="frame", leave=False, disable=not self.progress)):
             found = self.aligner.landmarks(frame, str(clip.path))
             if found:
                 out[i] = found[0]
         return out
 
     def score(self, gen: Clip, ref: Clip) -> tuple[dict, dict | None]:
-        """Every enabled metric of one pair; FID features {'generated', 'reference'} (N, 2048) or None."""
+        """Every enabled metric of one pair; FID features {'generated', 'reference'} (N, 2048) or None.
+
+        Generated frames of another size than the reference's are resized to it (said in the clip's
+        problems) for every metric but CPBD, which measures the generated frames as they are.
+        """
+        sharpness = float(np.mean([cpbd(f) for f in gen.frames[:: self.config.sample_stride]]))
+        problems = integrity_checks(gen, ref)
+        gen, resized = to_reference_size(gen, ref)
+        if resized:
+            problems.append(resized)
         n = min(len(gen.frames), len(ref.frames))
         metrics: dict = {
             "frames": len(gen.frames),
             "reference_frames": len(ref.frames),
             "fps": gen.native_fps,
             "duration": gen.duration,
-            "problems": integrity_checks(gen, ref),
+            "problems": problems,
             "PSNR": float(np.mean([psnr(gen.frames[i], ref.frames[i]) for i in range(n)])),
             "SSIM": float(np.mean([ssim(gen.frames[i], ref.frames[i]) for i in range(n)])),
-            "CPBD": float(np.mean([cpbd(f) for f in gen.frames[:: self.config.sample_stride]])),
+            "CPBD": sharpness,
         }
-        gen_lm, ref_lm = self.landmarks(gen), self.landmarks(ref)
+        gen_lm, ref_lm = self.landmarks(gen, "generated"), self.landmarks(ref, "reference")
         metrics.update(lmd(gen_lm[:n], ref_lm[:n]))
         for what, marks in (("generated", gen_lm), ("reference", ref_lm)):
             lost = int(np.isnan(marks).any(axis=(1, 2)).sum())
@@ -157,6 +189,16 @@ class Scorer:
                 metrics.update(self.expert.score(gen.frames, audio, gen_lm))
         except EDTalkError as exc:  # too short, or no face to track
             metrics["problems"].append(f"lip-sync not scored: {exc}")
+
+
+def to_reference_size(gen: Clip, ref: Clip) -> tuple[Clip, str | None]:
+    """The generated clip with its frames resized (bilinear) to the reference's (H, W) if they differ,
+    and a line saying so (None when the sizes already agree)."""
+    (h, w), (gh, gw) = ref.frames.shape[1:3], gen.frames.shape[1:3]
+    if (gh, gw) == (h, w):
+        return gen, None
+    frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) for f in gen.frames])
+    return replace(gen, frames=frames), f"generated {gw}x{gh} frames resized to the reference's {w}x{h}"
 
 
 def _cached(cache: Path, key: dict, want_features: bool) -> tuple[dict, dict | None] | None:
@@ -204,8 +246,12 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], out: str | Path, config: Eval
         cache = out / "cache" / gen_path.stem
         hit = _cached(cache, key, config.inception is not None)
         if hit is None:
-            scorer = scorer or Scorer(config)
-            hit = scorer.score(read_clip(gen_path), read_clip(ref_path))
+            scorer = scorer or Scorer(config, progress)
+            try:
+                hit = scorer.score(read_clip(gen_path), read_clip(ref_path))
+            except EDTalkError as exc:  # an unreadable clip: this pair is reported, the others still scored
+                clips.append(_not_scored(gen_path, ref_path, exc))
+                continue
             _store(cache, key, *hit)
         metrics, features = hit
         clips.append({"clip": gen_path.stem, "generated": str(gen_path), "reference": str(ref_path), **metrics})
@@ -216,7 +262,17 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], out: str | Path, config: Eval
     if gen_feats:
         gen_all, ref_all = np.concatenate(gen_feats), np.concatenate(ref_feats)
         fid_value = fid(gen_all, ref_all) if min(len(gen_all), len(ref_all)) >= 2 else float("nan")
-    return FolderResults(clips, means(clips), fid_value, config.skipped())
+    return FolderResults(clips, means(clips), fid_value, config.skipped(), definitions=config.definitions())
+
+
+def _not_scored(gen_path: Path, ref_path: Path, exc: EDTalkError) -> dict:
+    """The results row of a pair that could not be scored: its paths and the reason as its one problem."""
+    return {
+        "clip": gen_path.stem,
+        "generated": str(gen_path),
+        "reference": str(ref_path),
+        "problems": [f"not scored: {exc}"],
+    }
 
 
 def evaluate_folders(generated: str | Path, reference: str | Path, out: str | Path, config: EvalConfig, progress=True):

@@ -55,14 +55,16 @@ def test_scores_reports_and_skips(folders, capsys):
         assert (out / name).is_file(), name
     doc = json.loads((out / "results.json").read_text())
     a, b = doc["clips"]
-    assert a["clip"] == "a" and a["PSNR"] == "inf" and a["SSIM"] == pytest.approx(1.0)
+    assert a["clip"] == "a" and a["PSNR"] == 100.0 and a["SSIM"] == pytest.approx(1.0)  # identical: capped
     assert a["M-LMD"] == pytest.approx(0.0, abs=1e-9) and a["ID-dlib"] == pytest.approx(1.0, abs=1e-6)
     assert a["problems"] == [] and isinstance(a["LSE-offset"], int) and np.isfinite(a["LSE-C"])
     assert 15 < b["PSNR"] < 40 and b["SSIM"] < 0.95 and b["CPBD"] < a["CPBD"]  # blurred is less sharp
     assert any("7 frames" in p for p in b["problems"])
     assert doc["summary"]["FID"] is None and "FID" in doc["skipped"]
     assert any("c.mp4: no reference" in n for n in doc["notes"])
-    assert "| ours |" in (out / "results.md").read_text()
+    report = (out / "results.md").read_text()
+    assert "| ours |" in report and "capped at 100 dB" in report and "7x7 uniform window" in report
+    assert any("reference clip's alignment" in line for line in doc["definitions"])
 
 
 def test_rerun_uses_the_cache_and_rescores_changed_clips(folders, monkeypatch):
@@ -71,7 +73,7 @@ def test_rerun_uses_the_cache_and_rescores_changed_clips(folders, monkeypatch):
         assert run_cli(folders, "--syncnet", weights, "--sample_stride", "4") == 0
 
     class NoScoring:
-        def __init__(self, config):
+        def __init__(self, config, progress):
             raise AssertionError("a cached clip was scored again")
 
     monkeypatch.setattr(evaluation.runner, "Scorer", NoScoring)
@@ -94,6 +96,32 @@ def test_bad_inputs_are_one_line_errors(folders, tmp_path, capsys):
         read_clip(broken)
     assert protocol_main(["--data", str(tmp_path / "no_set"), "--quiet"]) == 1
     assert "no_set" in capsys.readouterr().err
+
+
+def test_other_frame_sizes_are_resized_and_a_broken_clip_does_not_stop_the_run(tmp_path, monkeypatch, capsys):
+    no_faces = lambda self, clip, what: np.full((len(clip.frames), 68, 2), np.nan)  # noqa: E731  (skips dlib: faster)
+    monkeypatch.setattr(evaluation.runner.Scorer, "landmarks", no_faces)
+    frames = np.stack([f for f, _ in zip(iter_frames(MEDIA / "pose_source1.mp4"), range(5))])
+    big = np.stack([cv2.resize(f, (480, 480), interpolation=cv2.INTER_LINEAR) for f in frames])
+    for folder in ("generated", "reference"):
+        (tmp_path / folder).mkdir()
+    write_clip(tmp_path / "reference" / "big.mp4", big)  # a 480x480 original against our 256x256 render
+    write_clip(tmp_path / "generated" / "big.mp4", frames)
+    write_clip(tmp_path / "reference" / "broken.mp4", frames)
+    (tmp_path / "generated" / "broken.mp4").write_bytes(b"\x00" * 100)
+    args = ["--generated", str(tmp_path / "generated"), "--reference", str(tmp_path / "reference"), "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "out"), "--no_identity_fallback"]) == 0
+    big_row, broken_row = json.loads((tmp_path / "out" / "results.json").read_text())["clips"]
+    assert "generated 256x256 frames resized to the reference's 480x480" in big_row["problems"]
+    assert 20 < big_row["PSNR"] < 100 and 0.5 < big_row["SSIM"] < 1
+    assert broken_row["clip"] == "broken" and "PSNR" not in broken_row
+    assert len(broken_row["problems"]) == 1 and "not scored" in broken_row["problems"][0]
+    assert "broken.mp4" in broken_row["problems"][0]
+    capsys.readouterr()
+    (tmp_path / "a_file").write_text("")
+    assert main([*args, "--out", str(tmp_path / "a_file"), "--no_identity_fallback"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "a_file" in err
 
 
 def test_protocol_writes_references_with_the_clips_own_audio(tmp_path):
@@ -145,7 +173,7 @@ def test_fid_over_the_set_is_computed_and_cached(folders, tmp_path, monkeypatch)
             return frames.reshape(len(frames), -1, 3).mean(axis=1).astype(np.float64)
 
     monkeypatch.setattr(evaluation.runner, "InceptionFeatures", MeanColour)
-    no_faces = lambda self, clip: np.full((len(clip.frames), 68, 2), np.nan)  # noqa: E731  (skips dlib: faster)
+    no_faces = lambda self, clip, what: np.full((len(clip.frames), 68, 2), np.nan)  # noqa: E731  (skips dlib: faster)
     monkeypatch.setattr(evaluation.runner.Scorer, "landmarks", no_faces)
     weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
     weights.write_bytes(b"stand-in")
