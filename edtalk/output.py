@@ -50,4 +50,4 @@ def write_mp4(
             if on_batch is not None:
                 on_batch(writer.frames_written, result.num_frames)
     precision = precision_name(pipe.precision)
-    return Written(save_path, writer.frames_written, result.fps, result.size, result.audio_path, precision)
+    return Written(save_path, writer.frames_written, result.fps, writer.size, result.audio_path, precision)

@@ -213,6 +213,14 @@ class VideoWriter:
             except Exception as exc:  # ffmpeg gone (e.g. Ctrl-C reached it too): reported on exit
                 self._error = self._error or exc
 
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(height, width) of the written video: the frames' size, each side padded to even (None before a write)."""
+        if self._size is None:
+            return None
+        h, w = self._size
+        return h + h % 2, w + w % 2
+
     def write(self, frames: np.ndarray) -> None:
         if self._error is not None:
             raise MediaError(f"writing {self.path} failed: {self._error}")

@@ -98,3 +98,14 @@ def test_paste_back_restores_the_frame():
     centre = matrix[:2] @ [128, 128, 1]
     y, x = int(centre[1]), int(centre[0])
     assert changed[y, x].max() == 0 and (changed[0, 0] == image[0, 0]).all()  # face replaced, corners kept
+
+
+def test_writer_names_the_size_of_the_file_it_writes(tmp_path):
+    """yuv420p needs even sides: an odd-sized frame is padded, and the size reported is the padded one."""
+    path = tmp_path / "odd.mp4"
+    with VideoWriter(path) as writer:
+        assert writer.size is None
+        writer.write(np.full((2, 509, 511, 3), 90, np.uint8))  # 511x509 (width x height)
+        assert writer.size == (510, 512)
+    frame = next(iter_frames(path, fps=None))
+    assert frame.shape[:2] == writer.size
