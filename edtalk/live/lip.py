@@ -43,7 +43,8 @@ class StreamingLip:
     def push(self, windows: np.ndarray, loudness: np.ndarray) -> torch.Tensor:
         """Add the windows of the next frames and their RMS; -> the smoothed rows now complete (m, 20)."""
         if len(windows):
-            raw = self.model(torch.from_numpy(windows).to(self.device))
+            # one window a call: a constant shape (CPU kernels are re-planned for every new batch size)
+            raw = torch.cat([self.model(w[None]) for w in torch.from_numpy(windows).to(self.device)])
             if self.silence_rms is not None:
                 quiet = torch.from_numpy(loudness < self.silence_rms).to(self.device)
                 raw = torch.where(quiet[:, None], self.rest, raw)
