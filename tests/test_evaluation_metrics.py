@@ -1,5 +1,6 @@
 """Known-answer tests of the frame, landmark, identity and FID metrics (evaluation/)."""
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -19,8 +20,10 @@ from evaluation.landmarks import lmd
 from networks.inception import FIDInceptionV3
 
 from .conftest import MEDIA
+from .synthetic_inception_weights import make_state_dict
 
 CPBD_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cpbd"
+INCEPTION_REF = Path(__file__).resolve().parent / "fixtures" / "inception" / "inception_ref.npz"
 
 
 @pytest.fixture(scope="module")
@@ -219,6 +222,22 @@ def test_inception_loads_released_layout_and_fid_of_a_set_with_itself_is_zero(tm
         load_inception(wrong)
     with pytest.raises(CheckpointError, match="not found: .*absent.pth"):
         load_inception(tmp_path / "absent.pth")
+
+
+def test_inception_features_match_pytorch_fid_on_synthetic_weights(tmp_path):
+    """pytorch-fid's own InceptionV3 (pool3) on the same synthetic weights; see tests/fixtures/inception/README.md."""
+    with np.load(INCEPTION_REF) as ref:
+        images, expected, meta = ref["images"], ref["features_float64"], json.loads(str(ref["meta"]))
+    shapes = {k: tuple(v.shape) for k, v in FIDInceptionV3().state_dict().items()}
+    state = make_state_dict(shapes)
+    digests = {k: hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest() for k, v in state.items()}
+    whole = hashlib.sha256("".join(f"{k}:{d}" for k, d in sorted(digests.items())).encode()).hexdigest()
+    assert len(state) == meta["keys"] and whole == meta["state_sha256"]  # the very weights the fixture used
+    path = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    torch.save({k: torch.from_numpy(v) for k, v in state.items()}, path)
+    features = InceptionFeatures(path, batch_size=2)(images)
+    assert features.shape == (3, 2048)
+    assert np.abs(features - expected).max() < 1e-4 * max(1.0, np.abs(expected).max())  # float32 vs float64 run
 
 
 def test_arcface_alignment_puts_the_five_points_on_the_template():
