@@ -134,3 +134,9 @@ def add_live_route(app: FastAPI, service: LiveService) -> None:
 
     app.add_api_websocket_route(ROUTE, endpoint)
     app.router.routes.insert(0, app.router.routes.pop())
+
+
+def mount_live(app: FastAPI, ckpt_dir, device: str = "auto") -> None:
+    """Serve the live endpoint on a running web UI's app (`demo.app` after
+    `demo.launch(prevent_thread_lock=True)`); the networks load on the first connection."""
+    add_live_route(app, LiveService(PipelineOptions(ckpt_dir=ckpt_dir, device=device)))
