@@ -22,7 +22,8 @@ import app  # noqa: E402
 import demo_EDTalk_A  # noqa: E402
 from edtalk.checkpoints import AUDIO2EXP_FILE, AUDIO2POSE_FILE, FULL, where_to_get  # noqa: E402
 from edtalk.gfpgan import GFPGAN_FILE  # noqa: E402
-from edtalk.webui import Progress, Studio, build_page, expression_mix  # noqa: E402
+from edtalk.webui import Progress, Studio, expression_mix  # noqa: E402
+from edtalk.webui_page import build_page  # noqa: E402
 from networks.audio2exp import Audio2Exp  # noqa: E402
 from networks.audio2pose import Audio2Pose  # noqa: E402
 

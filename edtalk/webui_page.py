@@ -1,0 +1,200 @@
+"""The web UI's page (Gradio): the header, one tab per demo mode, and the Render / Cancel buttons
+wired to the render actions of edtalk.webui.Studio.
+
+    demo = build_app("ckpts", device="auto")  # loads the models once; the queue is set up
+    demo.launch()                              # http://127.0.0.1:7860
+"""
+
+# first: edtalk.webui sets Gradio's environment (no telemetry, offline) before gradio is imported
+from .webui import CACHE_LIFETIME, FILE_BOX_HEIGHT, GENERATOR, NO_SECOND, OPTIONAL, Studio
+
+# isort: split
+from collections.abc import Callable
+from pathlib import Path
+
+import gradio as gr
+
+from .checkpoints import AUDIO2EXP_FILE, AUDIO2POSE_FILE, DEFAULT_CKPT_DIR, EXPRESSIONS, FULL, LIP_POSE
+from .cli import SAMPLE_MOUTH_VIDEO, SAMPLE_PHOTO, SAMPLE_SPEECH
+from .gfpgan import GFPGAN_FILE
+
+
+def build_app(ckpt_dir: str | Path = DEFAULT_CKPT_DIR, device: str = "auto") -> gr.Blocks:
+    """Load the models from `ckpt_dir` once and return the page, its queue set up (see build_page)."""
+    return build_page(Studio(ckpt_dir, device))
+
+
+def build_page(studio: Studio) -> gr.Blocks:
+    """The page over `studio`: a header (what is missing, which options are on) and one tab per mode.
+    Every render shares one queue slot: a second user waits and sees their place."""
+    with gr.Blocks(title="EDTalk", analytics_enabled=False, delete_cache=CACHE_LIFETIME) as demo:
+        gr.Markdown(_header(studio))
+        with gr.Tab("Audio-driven"):
+            _audio_tab(studio)
+        with gr.Tab("Video-driven"):
+            _video_tab(studio)
+        with gr.Tab("Lip-pose model"):
+            _lip_pose_tab(studio)
+        with gr.Tab("Re-dub a video"):
+            _redub_tab(studio)
+    return demo.queue(default_concurrency_limit=1)
+
+
+def _header(studio: Studio) -> str:
+    """Markdown: what the app does, what to download for the modes that are off, the optional files."""
+    lines = [
+        "# EDTalk: a talking head from one photo",
+        "Pick a mode, upload the inputs (or click an example) and press **Render**. Faces are found and "
+        "aligned automatically; any audio format works.",
+    ]
+    if studio.problems:
+        lines.append("\n**Missing checkpoints**: the modes that need them are switched off until the app restarts.")
+        lines += [f"- {problem}" for problem in studio.problems]
+    absent = [f"`{name}` ({what})" for name, what in OPTIONAL.items() if name not in studio.options]
+    if absent:
+        lines.append(f"\nMore options appear when these files are in `{studio.ckpt_dir}`: {', '.join(absent)}.")
+    return "\n".join(lines)
+
+
+def _file(label: str, elem_id: str | None = None) -> gr.File:
+    """An upload box that hands the handler the file's path (any type: the pipeline says what is wrong)."""
+    return gr.File(label=label, type="filepath", height=FILE_BOX_HEIGHT, elem_id=elem_id)
+
+
+def _audio(label: str = "Speech (upload or record; any format)", elem_id: str | None = None) -> gr.Audio:
+    return gr.Audio(sources=["upload", "microphone"], type="filepath", label=label, elem_id=elem_id)
+
+
+def _expression_controls() -> dict:
+    """Emotion (one of the eight, blended with a second one, scaled) or a reference clip; keys are render arguments."""
+    with gr.Group():
+        with gr.Row():
+            emotion = gr.Dropdown(list(EXPRESSIONS), value="neutral", label="Emotion")
+            intensity = gr.Slider(0, 2, value=1.0, step=0.05, label="Intensity (0 none, 1 as is, 2 exaggerated)")
+        with gr.Row():
+            second = gr.Dropdown([NO_SECOND, *EXPRESSIONS], value=NO_SECOND, label="Mix with a second emotion")
+            mix = gr.Slider(0, 1, value=0.5, step=0.05, label="Share of the second emotion")
+        exp_video = _file("Expression reference image or video (optional; replaces the emotion)")
+    return dict(emotion=emotion, intensity=intensity, second_emotion=second, mix=mix, exp_video=exp_video)
+
+
+def _pose_from_audio(studio: Studio) -> dict:
+    """Head pose from the audio, with seed and temperature: only with Audio2Pose.pt."""
+    if AUDIO2POSE_FILE not in studio.options:
+        return {}
+    with gr.Group():
+        label = f"Head pose from the audio when no pose video is given (enabled by {AUDIO2POSE_FILE})"
+        on = gr.Checkbox(True, label=label)
+        with gr.Row():
+            seed = gr.Number(0, precision=0, label="Seed")
+            temperature = gr.Slider(0, 1.5, value=0.7, step=0.05, label="Temperature (0: the most likely motion)")
+    return dict(pose_from_audio=on, seed=seed, temperature=temperature)
+
+
+def _exp_from_audio(studio: Studio) -> dict:
+    """Expression from the audio: only with Audio2Exp.pt."""
+    if AUDIO2EXP_FILE not in studio.options:
+        return {}
+    label = f"Expression from the audio (enabled by {AUDIO2EXP_FILE}; replaces the emotion and the reference)"
+    return dict(exp_from_audio=gr.Checkbox(label=label))
+
+
+def _look(studio: Studio, paste_back: bool = False) -> dict:
+    """Paste-back, and face restoration when GFPGANv1.4.pth is there."""
+    options = dict(paste_back=gr.Checkbox(paste_back, label="Paste back into the full photo / video frames"))
+    if GFPGAN_FILE in studio.options:
+        label = f"Restore the face (enabled by {GFPGAN_FILE}; slow on a CPU)"
+        options["face_sr"] = gr.Checkbox(label=label)
+    return options
+
+
+def _actions(studio: Studio, tab: str, model: str, fn: Callable, inputs: dict) -> gr.Video:
+    """Render and Cancel buttons and the result video (elem_id `<tab>-render`, ...), wired to `fn`
+    with `inputs` (keyword -> component). Without the model's checkpoint, what to download."""
+    if studio.missing(model):
+        gr.Markdown(f"**Switched off**: {studio.missing(model)}.")
+    with gr.Row():
+        render = gr.Button(
+            "Render", variant="primary", interactive=studio.missing(model) is None, elem_id=f"{tab}-render"
+        )
+        cancel = gr.Button("Cancel", variant="stop", elem_id=f"{tab}-cancel")
+    video = gr.Video(label="Result", buttons=["download"], interactive=False, autoplay=True, elem_id=f"{tab}-result")
+    event = render.click(
+        fn,
+        inputs_kwargs=inputs,
+        outputs=video,
+        api_visibility="undocumented",
+        concurrency_id=GENERATOR,
+        concurrency_limit=1,
+    )
+    cancel.click(studio.cancel, cancels=[event], queue=False, api_visibility="private")
+    return video
+
+
+def _audio_tab(studio: Studio) -> None:
+    """Audio-driven, full model; its inputs also make the API endpoint `render`."""
+    with gr.Row():
+        with gr.Column():
+            source = _file("Photo (or a video to re-dub)", "audio-source")
+            audio = _audio(elem_id="audio-speech")
+            pose = _file("Head-pose video or image (optional: the head stays still)")
+            expression = _expression_controls()
+            options = {**_pose_from_audio(studio), **_exp_from_audio(studio), **_look(studio)}
+        with gr.Column():
+            inputs = dict(source=source, audio=audio, pose_video=pose, **expression, **options)
+            video = _actions(studio, "audio", FULL, studio.render_audio, inputs)
+            gr.Examples([[str(SAMPLE_PHOTO), str(SAMPLE_SPEECH), "happy"]], [source, audio, expression["emotion"]])
+    api = ("source", "audio", "pose_video", "emotion", "intensity", "paste_back")
+    gr.on(
+        [],
+        studio.render_api,
+        inputs_kwargs={name: inputs[name] for name in api},
+        outputs=video,
+        api_name="render",
+        concurrency_id=GENERATOR,
+        concurrency_limit=1,
+    )
+
+
+def _video_tab(studio: Studio) -> None:
+    """Video-driven, full model: mouth, pose and expression from videos; audio is only the soundtrack."""
+    with gr.Row():
+        with gr.Column():
+            source = _file("Photo (or a video to re-dub)", "video-source")
+            lip = _file("Mouth video (drives the mouth; its audio is the soundtrack)", "video-lip")
+            pose = _file("Head-pose video or image (optional: the head stays still)")
+            expression = _expression_controls()
+            audio = _audio("Soundtrack (optional: the mouth video's own audio)")
+            options = _look(studio)
+        with gr.Column():
+            inputs = dict(source=source, lip_video=lip, pose_video=pose, audio=audio, **expression, **options)
+            _actions(studio, "video", FULL, studio.render_video, inputs)
+            gr.Examples([[str(SAMPLE_PHOTO), str(SAMPLE_MOUTH_VIDEO)]], [source, lip])
+
+
+def _lip_pose_tab(studio: Studio) -> None:
+    """Lip-pose model (the source keeps its expression): still head, a pose video, or a mouth video."""
+    with gr.Row():
+        with gr.Column():
+            source = _file("Photo (or a video to re-dub)", "lip-pose-source")
+            audio = _audio("Speech (upload or record), or leave empty and give a mouth video", "lip-pose-speech")
+            lip = _file("Mouth video (optional, instead of speech)", "lip-pose-lip")
+            pose = _file("Head-pose video or image (optional: the head stays still)")
+            options = {**_pose_from_audio(studio), **_look(studio)}
+        with gr.Column():
+            inputs = dict(source=source, audio=audio, lip_video=lip, pose_video=pose, **options)
+            _actions(studio, "lip-pose", LIP_POSE, studio.render_lip_pose, inputs)
+            photo, speech, mouth = str(SAMPLE_PHOTO), str(SAMPLE_SPEECH), str(SAMPLE_MOUTH_VIDEO)
+            gr.Examples([[photo, speech, None], [photo, None, mouth]], [source, audio, lip])
+
+
+def _redub_tab(studio: Studio) -> None:
+    """Re-dub a video (lip-pose model): every frame keeps its pose and expression, the mouth follows the speech."""
+    with gr.Row():
+        with gr.Column():
+            source = _file("Video to re-dub", "redub-source")
+            audio = _audio("New speech (upload or record)", "redub-speech")
+            options = _look(studio, paste_back=True)
+        with gr.Column():
+            _actions(studio, "redub", LIP_POSE, studio.redub, dict(source=source, audio=audio, **options))
+            gr.Examples([[str(SAMPLE_MOUTH_VIDEO), str(SAMPLE_SPEECH)]], [source, audio])
