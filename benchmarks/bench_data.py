@@ -22,9 +22,9 @@ from torch.utils.data import DataLoader, RandomSampler
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from data_preprocess.dataset import AudioWindowDataset, PairDataset  # noqa: E402
 from data_preprocess.lmdb_store import LmdbReader  # noqa: E402
 from data_preprocess.prepare_dataset import PrepareConfig, prepare  # noqa: E402
+from train.datasets import AudioWindowDataset, PairDataset  # noqa: E402
 
 DEFAULT_VIDEO = ROOT / "tests" / "fixtures" / "media" / "pose_source1.mp4"
 

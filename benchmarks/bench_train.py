@@ -33,13 +33,13 @@ from benchmarks.bench_data import DEFAULT_VIDEO, make_raw_video  # noqa: E402
 from edtalk.device import resolve_device, synchronize  # noqa: E402
 from networks import EDTALK, LIP_POSE, Generator  # noqa: E402
 from networks.discriminator import Discriminator  # noqa: E402
+from networks.lipsync_expert import SyncNet  # noqa: E402
 from train import teacher  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.loop import Trainer  # noqa: E402
 from train.motion_stages import MOTION_STAGES  # noqa: E402
 from train.sampling import endless_batches, to_device  # noqa: E402
 from train.stages import STAGES  # noqa: E402
-from train.sync import SyncNet  # noqa: E402
 
 
 def prepare_data(folder: Path, seconds: float) -> Path:

@@ -20,6 +20,7 @@ Clip names follow the official lists: `<video stem>` for a clip that is the whol
 clip is its name before the first `#` (the MEAD actor `M003` of `M003#angry#level_1#001`).
 """
 
+import hashlib
 import io
 import json
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 import cv2
 import lmdb
 import numpy as np
+import torch
 
 FORMAT = "edtalk-lmdb"
 VERSION = 1
@@ -73,6 +75,18 @@ def encode_jpeg(frame: np.ndarray, quality: int = 95) -> bytes:
 def decode_jpeg(data: bytes) -> np.ndarray:
     """JPEG bytes -> (H, W, 3) uint8 RGB."""
     return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def image_tensor(frame: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div(127.5).sub(1)
+
+
+def face_boxes(landmarks: np.ndarray, size: int = 256) -> np.ndarray:
+    """(T, 4) float32 x1, y1, x2, y2 around each frame's 68 landmarks; the whole crop where they were lost."""
+    boxes = np.concatenate([landmarks.min(axis=1), landmarks.max(axis=1)], axis=1)
+    boxes[np.isnan(boxes).any(axis=1)] = (0, 0, size, size)
+    return boxes.astype(np.float32)
 
 
 class LmdbWriter:
@@ -199,3 +213,14 @@ class LmdbReader:
 
     def info(self, name: str) -> dict:
         return json.loads(self._require(field_key(name, "info")))
+
+    def stamp(self, name: str) -> str:
+        """16 hex digits identifying a clip's content (its length, info, landmarks, mel, first and last
+        frames): a clip re-written by prepare_dataset.py from a changed video gets another stamp."""
+        digest = hashlib.blake2b(digest_size=8)
+        last = self.length(name) - 1
+        for key in (field_key(name, f) for f in ("length", "info", "landmarks", "mel")):
+            digest.update(self._get(key) or b"-")
+        for key in (frame_key(name, 0), frame_key(name, last)):
+            digest.update(self._get(key) or b"-")
+        return digest.hexdigest()

@@ -35,7 +35,9 @@ def anchor_points(shape: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--media", default=str(DEFAULT_MEDIA), help="folder with aligned crops")
+    parser.add_argument(
+        "--media", default=str(DEFAULT_MEDIA), help="folder with aligned crops (identity_source.jpg, pose_source1.mp4)"
+    )
     args = parser.parse_args()
     media = Path(args.media)
     aligner = FaceAligner()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turn a folder of raw talking videos into an EDTalk training set (lmdb + train/test lists).
+"""Turn a folder of raw talking videos into an EDTalk training set (lmdb + train/val/test lists).
 
     python -m data_preprocess.prepare_dataset --input /data/MEAD_front --output /data/edtalk_mead
     python -m data_preprocess.prepare_dataset --input my_videos/ --output my_set/ --test_fraction 0.2
@@ -8,9 +8,11 @@ For each video: frames are resampled to 25 fps; faces are found every few frames
 5-second clip gets one stable 256x256 crop (the median similarity transform onto the face
 template, as the demos crop); the clip's frames (JPEG), 68-point landmarks tracked on the crops,
 mouth boxes and the mel spectrogram of its audio go into `<output>/lmdb` (layout in
-lmdb_store.py), and `<output>/lists/{train,test}.json` list the clip names, split by person/video
-so no identity is in both. Re-running skips finished videos; a corrupt or faceless video is
-logged (also to `<output>/prepare.log`) and skipped.
+lmdb_store.py), and `<output>/lists/{train,val,test}.json` list the clip names. Test holds whole
+persons/videos (no identity of it is trained on: the numbers reported on it are held out); val is
+carved from the TRAINING persons' clips (a share of each training group's clips), so choosing the
+best checkpoint on it never looks at the test clips. Re-running skips finished videos and rewrites
+the lists; a corrupt or faceless video is logged (also to `<output>/prepare.log`) and skipped.
 """
 
 import argparse
@@ -48,6 +50,7 @@ class PrepareConfig:
     redetect_every: int = 25  # landmark tracking re-runs the detector this often
     mouth_margin: int = 5  # pixels around landmarks 48-67 in the mouth boxes
     test_fraction: float = 0.1  # share of persons/videos in the test list
+    val_fraction: float = 0.05  # share of each training person's/video's clips in the val list
     jpeg_quality: int = 95
 
 
@@ -174,19 +177,24 @@ def process_video(raw: RawVideo, writer: LmdbWriter, aligner: FaceAligner, cfg: 
     return written
 
 
-def split_names(names: list[str], test_fraction: float) -> tuple[list[str], list[str]]:
-    """Deterministic split by group (person / source video): a group is wholly train or test."""
+def _share(key: str) -> float:
+    """A deterministic number in [0, 1) for `key` (the same on every machine and run)."""
+    return zlib.crc32(key.encode()) % 10000 / 10000
 
-    def is_test(name: str) -> bool:
-        return zlib.crc32(group_of(name).encode()) % 10000 < test_fraction * 10000
 
-    return [n for n in names if not is_test(n)], [n for n in names if is_test(n)]
+def split_names(names: list[str], test_fraction: float, val_fraction: float) -> dict[str, list[str]]:
+    """Deterministic {train, val, test} lists. A group (person / source video) is wholly test or not;
+    val takes a `val_fraction` share of the clips of the other groups (never a test group's clip)."""
+    test = [n for n in names if _share(group_of(n)) < test_fraction]
+    rest = [n for n in names if n not in set(test)]
+    val = [n for n in rest if _share(f"val:{n}") < val_fraction]
+    return {"train": [n for n in rest if n not in set(val)], "val": val, "test": test}
 
 
 def prepare(
     input_dir: str | Path, output_dir: str | Path, cfg: PrepareConfig, layout: str = "auto", progress: bool = True
 ) -> dict:
-    """Process every unfinished video; returns counts {done, skipped, failed, clips, train, test}."""
+    """Process every unfinished video; returns counts {done, skipped, failed, clips, train, val, test}."""
     output_dir = Path(output_dir)
     videos = find_videos(input_dir, layout)
     writer = LmdbWriter(output_dir / "lmdb", cfg.fps, cfg.size, cfg.clip_seconds)
@@ -209,12 +217,12 @@ def prepare(
         names = writer.finalize()
     finally:
         writer.close()
-    train, test = split_names(names, cfg.test_fraction)
+    splits = split_names(names, cfg.test_fraction, cfg.val_fraction)
     lists = output_dir / "lists"
     lists.mkdir(parents=True, exist_ok=True)
-    for split, items in (("train", train), ("test", test)):
+    for split, items in splits.items():
         (lists / f"{split}.json").write_text(json.dumps(items, indent=0))
-    counts.update(clips=len(names), train=len(train), test=len(test))
+    counts.update(clips=len(names), **{split: len(items) for split, items in splits.items()})
     return counts
 
 
@@ -222,9 +230,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True, help="folder of raw videos (MEAD, HDTF or any layout)")
     parser.add_argument("--output", required=True, help="where the lmdb, lists and log go")
-    parser.add_argument("--layout", default="auto", choices=["auto", "mead", "hdtf", "flat"])
-    parser.add_argument("--clip_seconds", type=float, default=PrepareConfig.clip_seconds)
-    parser.add_argument("--test_fraction", type=float, default=PrepareConfig.test_fraction)
+    parser.add_argument(
+        "--layout", default="auto", choices=["auto", "mead", "hdtf", "flat"], help="input layout (default: auto)"
+    )
+    parser.add_argument(
+        "--clip_seconds",
+        type=float,
+        default=PrepareConfig.clip_seconds,
+        help="long videos are cut into clips of this many seconds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--test_fraction",
+        type=float,
+        default=PrepareConfig.test_fraction,
+        help="share of persons/videos held out in the test list (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--val_fraction",
+        type=float,
+        default=PrepareConfig.val_fraction,
+        help="share of the training persons' clips in the val list, for best.pt (default: %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     output = Path(args.output)
@@ -235,7 +261,13 @@ def main(argv: list[str] | None = None) -> int:
         handlers=[logging.FileHandler(output / "prepare.log"), logging.StreamHandler()],
     )
     logging.getLogger().handlers[1].setLevel(logging.WARNING)
-    cfg = PrepareConfig(clip_seconds=args.clip_seconds, test_fraction=args.test_fraction)
+    for flag in ("test_fraction", "val_fraction"):
+        if not 0 <= getattr(args, flag) < 1:
+            print(f"error: --{flag} must be in [0, 1), got {getattr(args, flag)}", file=sys.stderr)
+            return 1
+    cfg = PrepareConfig(
+        clip_seconds=args.clip_seconds, test_fraction=args.test_fraction, val_fraction=args.val_fraction
+    )
     try:
         counts = prepare(args.input, output, cfg, args.layout, progress=not args.quiet)
     except FileNotFoundError as exc:
@@ -243,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(
         f"{counts['done']} videos processed, {counts['skipped']} already done, {counts['failed']} skipped on errors; "
-        f"{counts['clips']} clips ({counts['train']} train, {counts['test']} test) in {output}"
+        f"{counts['clips']} clips ({counts['train']} train, {counts['val']} val, {counts['test']} test) in {output}"
     )
     return 0
 

@@ -11,7 +11,7 @@ module reproduces that computation step by step (see tests/fixtures/syncnet/READ
 4. distances of each video window to the audio windows 15 before .. 15 after (zero vectors out of
    range), their per-offset means, and offset / LSE-C / LSE-D from those (`offset_search`).
 
-`SyncNetScorer` also accepts our own lip-sync expert (train/sync.py), whose scores are reported
+`SyncNetScorer` also accepts our own lip-sync expert (networks/lipsync_expert.py), whose scores are reported
 under their own names (`EXPERT_LABEL`): they are not comparable with SyncNet's.
 """
 
@@ -270,7 +270,7 @@ class ExpertSyncScorer:
     """
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu", batch_size: int = 64):
-        from train.sync import SyncNet
+        from networks.lipsync_expert import SyncNet
 
         path = Path(checkpoint)
         data = read_checkpoint(path, "lip-sync expert checkpoint", "made by train/train_syncnet.py")
@@ -291,9 +291,9 @@ class ExpertSyncScorer:
         """frames (T, 256, 256, 3) uint8 RGB aligned crops at 25 fps, audio (n,) float32 16 kHz, landmarks
         (T, 68, 2) -> {expert-offset, expert-sim (mean cosine similarity at offset 0), expert-conf
         (best minus median of the per-offset mean similarities)}."""
-        from data_preprocess.dataset import face_boxes, image_tensor
+        from data_preprocess.lmdb_store import face_boxes, image_tensor
         from edtalk.audio import melspectrogram, windows_from_mel
-        from train.sync import lower_halves
+        from networks.lipsync_expert import lower_halves
 
         length = min(len(frames), len(audio) // SAMPLES_PER_FRAME)
         windows = length - WINDOW + 1

@@ -93,12 +93,18 @@ class Audio2Exp(nn.Module):
         return exp, logits[:, self.radius : logits.shape[1] - self.radius]
 
     def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Whole clips or training windows, their ends extended by repetition:
+        """Whole clips, their ends extended by repetition (as at inference):
         (B, T, 1, 80, 16) -> expression (B, T, exp_dim), emotion logits (B, T, num_emotions)."""
         feats = self.encode_frames(windows)
         c = self.context
         padded = torch.cat([feats[:, :1].expand(-1, c, -1), feats, feats[:, -1:].expand(-1, c, -1)], 1)
         return self.decode(padded)
+
+    def centre(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training windows that carry their real context: (B, T + 2 * context, 1, 80, 16) ->
+        expression (B, T, exp_dim) and emotion logits (B, T, num_emotions) of the T centre frames,
+        exactly what `forward` gives those frames inside the whole clip."""
+        return self.decode(self.encode_frames(windows))
 
     @torch.no_grad()
     def predict(self, windows: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:

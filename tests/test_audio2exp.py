@@ -22,25 +22,44 @@ PROTOTYPES = torch.randn(len(EMOTIONS), 10, generator=torch.Generator().manual_s
 LOUDNESS = torch.randn(10, generator=torch.Generator().manual_seed(1))  # how loudness moves the expression
 
 
-def synthetic_batch(n: int, t: int, rng: torch.Generator) -> dict:
-    """Mel windows whose emotion is a raised band of 10 mel bins and whose level follows a slow
-    sine; the expression is the emotion's prototype plus the level times a fixed direction."""
+def synthetic_batch(n: int, t: int, rng: torch.Generator, context: int) -> dict:
+    """Training windows of t frames with `context` frames of audio either side: mel windows whose
+    emotion is a raised band of 10 mel bins and whose level follows a slow sine; the expression of
+    the t centre frames is the emotion's prototype plus the level times a fixed direction."""
     labels = torch.randint(0, len(EMOTIONS), (n,), generator=rng)
-    mels = torch.randn(n, t, 1, 80, 16, generator=rng) * 0.5
+    span = t + 2 * context
+    mels = torch.randn(n, span, 1, 80, 16, generator=rng) * 0.5
     for i, e in enumerate(labels.tolist()):
         mels[i, :, 0, 10 * e : 10 * e + 10] += 2.0
-    level = torch.sin(torch.rand(n, 1, generator=rng) * 6.28 + 0.3 * torch.arange(t))  # (n, t)
+    level = torch.sin(torch.rand(n, 1, generator=rng) * 6.28 + 0.3 * torch.arange(span))  # (n, span)
     mels += level[:, :, None, None, None]
-    return {"mels": mels, "exp": PROTOTYPES[labels][:, None] + level[..., None] * LOUDNESS, "emotion": labels}
+    centre = level[:, context : context + t]
+    return {"mels": mels, "exp": PROTOTYPES[labels][:, None] + centre[..., None] * LOUDNESS, "emotion": labels}
+
+
+def test_a_training_window_is_predicted_as_inside_its_clip_and_reads_its_context():
+    """The stage's windows carry real context: their prediction equals the whole clip's at those
+    frames, and audio that differs only outside the window changes it."""
+    torch.manual_seed(0)
+    model = Audio2Exp(width=64, depth=2).eval()
+    c = model.context
+    clip = torch.randn(1, 40, 1, 80, 16)
+    whole, _ = model(clip)
+    exp, _ = model.centre(clip[:, 15 - c : 25 + c])
+    torch.testing.assert_close(exp, whole[:, 15:25], atol=1e-5, rtol=1e-5)
+    other = clip.clone()
+    other[:, 15 - c : 15] += 3.0  # only the audio before the window differs
+    changed, _ = model.centre(other[:, 15 - c : 25 + c])
+    assert (changed - exp).abs().max() > 1e-3
 
 
 def test_learns_a_synthetic_audio_to_emotion_and_expression_mapping():
     torch.manual_seed(0)
     stage = Audio2ExpStage()
-    model = Audio2Exp()
+    model = Audio2Exp(depth=2)  # 7 frames of context either side keep the windows short
     models = {"audio2exp": model}
     optim, _ = _optimizers(list(model.parameters()), [], TrainConfig(data="-", **stage.defaults))
-    held_out = synthetic_batch(64, 8, torch.Generator().manual_seed(99))
+    held_out = synthetic_batch(64, 8, torch.Generator().manual_seed(99), model.context)
 
     def evaluate():
         metrics = stage.validation_metrics(models, held_out)
@@ -50,7 +69,7 @@ def test_learns_a_synthetic_audio_to_emotion_and_expression_mapping():
     rng = torch.Generator().manual_seed(1)
     with torch.enable_grad():
         for _ in range(30):
-            losses, images = stage.generator_losses(models, synthetic_batch(16, 8, rng))
+            losses, images = stage.generator_losses(models, synthetic_batch(16, 8, rng, model.context))
             total = sum(stage.weights[k] * v for k, v in losses.items())
             optim.zero_grad()
             total.backward()
@@ -62,8 +81,8 @@ def test_learns_a_synthetic_audio_to_emotion_and_expression_mapping():
 
 
 def test_emotion_loss_skips_clips_without_a_label():
-    stage, model = Audio2ExpStage(), Audio2Exp()
-    batch = synthetic_batch(2, 4, torch.Generator().manual_seed(0))
+    stage, model = Audio2ExpStage(), Audio2Exp(width=64, depth=2)
+    batch = synthetic_batch(2, 4, torch.Generator().manual_seed(0), model.context)
     batch["emotion"] = torch.tensor([-1, -1])
     losses, _ = stage.generator_losses({"audio2exp": model}, batch)
     assert losses["emotion"].item() == 0 and losses["exp"].item() > 0

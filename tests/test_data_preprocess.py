@@ -11,13 +11,13 @@ import soundfile
 import torch
 from torch.utils.data import DataLoader
 
-from data_preprocess.dataset import AudioWindowDataset, CrossPairDataset, PairDataset, swap_mouth
 from data_preprocess.lmdb_store import LmdbReader, decode_jpeg, frame_key, group_of
-from data_preprocess.prepare_dataset import PrepareConfig, clip_ranges, prepare
+from data_preprocess.prepare_dataset import PrepareConfig, clip_ranges, prepare, split_names
 from data_preprocess.sources import find_videos
 from edtalk import audio as audio_io
 from edtalk.crop_geometry import warp
 from edtalk.video_io import iter_frames
+from train.datasets import AudioWindowDataset, CrossPairDataset, PairDataset, swap_mouth
 
 from .conftest import MEDIA
 
@@ -118,6 +118,7 @@ def test_lmdb_layout(dataset):
         "failed": 2,
         "clips": 4,
         "train": counts["train"],
+        "val": counts["val"],
         "test": counts["test"],
     }
     reader = LmdbReader(out / "lmdb")
@@ -135,10 +136,23 @@ def test_lmdb_layout(dataset):
         assert boxes.shape == (frames, 4) and (boxes[:, 2] > boxes[:, 0]).all()
         mel = reader.mel(name)
         assert (mel is None) == (name == "bob") and (mel is None or mel.shape == (1 + frames * 640 // 200, 80))
-    lists = {s: json.loads((out / "lists" / f"{s}.json").read_text()) for s in ("train", "test")}
-    assert sorted(lists["train"] + lists["test"]) == sorted(reader.names())
+    lists = {s: json.loads((out / "lists" / f"{s}.json").read_text()) for s in ("train", "val", "test")}
+    assert sorted(lists["train"] + lists["val"] + lists["test"]) == sorted(reader.names())
     groups = {s: {n.split("#")[0] for n in lists[s]} for s in lists}
-    assert not groups["train"] & groups["test"]
+    assert not (groups["train"] | groups["val"]) & groups["test"]
+
+
+def test_val_comes_from_the_training_speakers_never_from_the_test_speakers():
+    names = [f"{actor}#{emotion}#level_1#{clip:03d}" for actor in range(40) for emotion in "ab" for clip in range(20)]
+    lists = split_names(names, test_fraction=0.2, val_fraction=0.1)
+    assert sorted(lists["train"] + lists["val"] + lists["test"]) == sorted(names)
+    assert not set(lists["val"]) & set(lists["train"]) and not set(lists["val"]) & set(lists["test"])
+    groups = {s: {group_of(n) for n in items} for s, items in lists.items()}
+    assert not groups["val"] & groups["test"] and groups["val"] <= groups["train"]
+    assert 4 <= len(groups["test"]) <= 14  # about 8 of 40 speakers
+    assert 0.05 < len(lists["val"]) / (len(lists["train"]) + len(lists["val"])) < 0.15
+    assert split_names(names, 0.2, 0.1) == lists  # deterministic
+    assert split_names(names, 0.2, 0.0)["val"] == []
 
 
 def test_frames_audio_and_landmarks_are_aligned(dataset, raw_dir):

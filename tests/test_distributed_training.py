@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from data_preprocess.dataset import AudioWindowDataset, PairDataset
 from train.config import TrainConfig
+from train.datasets import AudioWindowDataset, PairDataset
 from train.sampling import endless_batches
 
 from .test_data_preprocess import raw_dir  # noqa: F401  (fixture)

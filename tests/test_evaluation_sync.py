@@ -25,7 +25,7 @@ from evaluation.sync import (
     to_pcm16,
 )
 from networks.syncnet import SyncNetV2
-from train.sync import SyncNet
+from networks.lipsync_expert import SyncNet
 
 from .conftest import MEDIA
 from .synthetic_syncnet_weights import FIXTURES, cached_weights, checksum_mismatches, make_state_dict, read_table

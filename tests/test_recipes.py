@@ -4,6 +4,7 @@ discriminator carried from one stage to the next."""
 
 import argparse
 import copy
+import dataclasses
 import logging
 
 import pytest
@@ -14,9 +15,10 @@ import edtalk
 from edtalk.errors import CheckpointError
 from networks import LIP_POSE, Audio2Lip, Generator
 from networks.discriminator import Discriminator
+from networks.lipsync_expert import SyncNet, crop_boxes
 from train import lia, stages, wav2lip
-from train.config import TrainConfig, parse_config
-from train.sync import SyncNet, crop_boxes
+from train.config import Audio2MouthConfig, FineTuneConfig, parse_config
+from train.stage import AdversarialStage
 
 CPU = torch.device("cpu")
 GENERATOR_STAGES = (stages.EncoderGeneratorStage, stages.MouthPoseStage, stages.ExpressionStage, stages.FineTuneStage)
@@ -34,8 +36,13 @@ def _cheap_perceptual(monkeypatch):
     monkeypatch.setattr(stages, "perceptual_loss", lambda cfg: NoPerceptual())
 
 
-def config(**fields) -> TrainConfig:
-    return TrainConfig(data="unused", **fields)
+@dataclasses.dataclass
+class AnyConfig(Audio2MouthConfig, FineTuneConfig):
+    """Every option the image and audio-to-mouth stages read."""
+
+
+def config(**fields) -> AnyConfig:
+    return AnyConfig(data="unused", **fields)
 
 
 def one_line_exit(excinfo, path) -> str:
@@ -93,7 +100,7 @@ def test_lia_keys_cover_the_shared_parts_of_the_lip_pose_generator(vox):
 def test_init_from_vox_in_every_generator_stage(vox, stage_class):
     path, lia_gen, lia_dis = vox
     torch.manual_seed(7)
-    fresh = Generator(stage_class.config).state_dict()  # what build's generator starts from
+    fresh = Generator(stage_class.layout).state_dict()  # what build's generator starts from
     torch.manual_seed(7)
     models = stage_class().build(config(init=str(path)), CPU)
     state = models["gen"].state_dict()
@@ -265,7 +272,7 @@ def test_audio_encoder_starts_from_wav2lip_and_stays_frozen(lip_pose_with_dis, f
     assert {id(p) for p in params} == {id(p) for p in a2l.mapping.parameters()}
     assert not any(p.requires_grad for p in a2l.audio_encoder.parameters())
     # frozen discriminator from the generator checkpoint, never optimised
-    assert not stage.has_discriminator and not any(p.requires_grad for p in models["dis"].parameters())
+    assert not isinstance(stage, AdversarialStage) and not any(p.requires_grad for p in models["dis"].parameters())
     assert all(torch.equal(v, dis_state[k]) for k, v in models["dis"].state_dict().items())
     params = stage.trainable(models, config(generator=str(generator), train_audio_encoder=True))
     assert len(params) == len(list(a2l.parameters())) and all(p.requires_grad for p in params)
@@ -343,8 +350,9 @@ def test_mouth_crop_l1_is_the_official_face_crop_l1():
 
 
 def test_audio_encoder_flags():
-    cfg = parse_config(["--data", "d", "--wav2lip", "wav2lip.pth", "--train_audio_encoder"], {}, "test")
+    stage = stages.Audio2MouthStage()
+    cfg = parse_config(["--data", "d", "--wav2lip", "wav2lip.pth", "--train_audio_encoder"], stage, "test")
     assert cfg.wav2lip == "wav2lip.pth" and cfg.train_audio_encoder
-    assert not parse_config(["--data", "d"], {}, "test").train_audio_encoder
+    assert not parse_config(["--data", "d"], stage, "test").train_audio_encoder
     with pytest.raises(SystemExit):
-        parse_config(["--data", "d", "--freeze_audio_encoder"], {}, "test")
+        parse_config(["--data", "d", "--freeze_audio_encoder"], stage, "test")

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_preprocess.dataset import image_tensor
-from data_preprocess.lmdb_store import LmdbReader, LmdbWriter, encode_jpeg
+from data_preprocess.lmdb_store import LmdbReader, LmdbWriter, encode_jpeg, image_tensor
 from edtalk.audio import windows_from_mel
 from networks import Generator
 from train import teacher
@@ -124,3 +123,68 @@ def test_coefficient_windows_line_up_with_the_teacher(small_set, synthetic_ckpts
         np.testing.assert_array_equal(item["lip"].numpy(), coefs[name]["lip"][start : start + 2])
         assert item["emotion"] == teacher.emotion_label(name) >= 0
     assert len(teacher.CoefficientWindowDataset(small_set, "train", coefs, window=3)) == 1  # the 2-frame clip is out
+
+
+def test_a_changed_clip_or_an_old_cache_format_is_encoded_again(small_set, synthetic_ckpts, monkeypatch):
+    ckpt = synthetic_ckpts / "EDTalk_lip_pose.pt"
+    old = teacher.load_or_compute(small_set, ckpt, torch.device("cpu"))
+    changed = "W011#sad#level_1#002"
+    frames = random_frames(np.random.default_rng(7), 2)  # the same name and length, other pictures
+    write_set(small_set, {changed: (frames, np.zeros((14, 80), np.float32))})
+    encoded = []
+    real_encode = Generator.encode
+    monkeypatch.setattr(Generator, "encode", lambda self, x: encoded.append(len(x)) or real_encode(self, x))
+    new = teacher.load_or_compute(small_set, ckpt, torch.device("cpu"))
+    assert encoded == [2] and sorted(new.names) == sorted(old.names)
+    assert not np.allclose(new[changed]["lip"], old[changed]["lip"])
+    kept = "M003#happy#level_2#001"
+    np.testing.assert_array_equal(new[kept]["lip"], old[kept]["lip"])
+
+    with np.load(new.path) as data:  # a cache of the first format (no version, no stamps)
+        arrays = {k: data[k] for k in data.files if k not in ("version", "stamps")}
+    np.savez(new.path, **arrays)
+    encoded.clear()
+    teacher.load_or_compute(small_set, ckpt, torch.device("cpu"))
+    assert encoded == [3, 2]
+
+
+def window_set(tmp_path, length: int = 40):
+    """One clip of `length` frames with speech-like mel and a fake teacher cache (pose = frame index)."""
+    rng = np.random.default_rng(3)
+    mel = rng.uniform(-4, 4, (int(length / 25 * 80) + 4, 80)).astype(np.float32)
+    root = write_set(tmp_path / "windows", {"M003#happy#level_2#001": (random_frames(rng, length), mel)})
+    pose = np.repeat(np.arange(length, dtype=np.float32)[:, None], 6, axis=1)
+    coefs = {"lip": [np.zeros((length, 20), np.float32)], "pose": [pose]}
+    teacher.write(tmp_path / "cache.npz", ["M003#happy#level_2#001"], ["-"], coefs)
+    return root, teacher.TeacherCoefficients(tmp_path / "cache.npz"), mel
+
+
+def test_training_windows_carry_the_clips_real_audio_context(tmp_path):
+    root, coefs, mel = window_set(tmp_path)
+    windows = windows_from_mel(mel, 40)
+    data = teacher.CoefficientWindowDataset(root, "train", coefs, window=10, seed=0, context=6)
+    starts = set()
+    for epoch in range(30):
+        item = data[(epoch, 0)]
+        start = item["start"]
+        starts.add(start)
+        assert item["mels"].shape == (22, 1, 80, 16) and item["pose"].shape == (10, 6)
+        frames = np.clip(np.arange(start - 6, start + 16), 0, 39)  # padded only beyond the clip's ends
+        np.testing.assert_array_equal(item["mels"].numpy(), windows[frames])
+    assert any(6 <= s <= 24 for s in starts)  # some windows with real context on both sides
+
+
+def test_the_pose_style_never_sees_the_predicted_frames(tmp_path):
+    from train.motion_stages import PoseWindowDataset
+
+    root, coefs, _ = window_set(tmp_path)
+    data = PoseWindowDataset(root, "train", coefs, 10, 0, context=2, history=2, style_dropout=0.0)
+    for epoch in range(20):
+        item = data[(epoch, 0)]
+        start = item["start"]
+        outside = np.array([t for t in range(40) if not start <= t < start + 10], np.float32)
+        # pose = frame index, so the style's mean and spread are those of the frames outside the window
+        np.testing.assert_allclose(item["style"][:6].numpy(), outside.mean(), rtol=1e-5)
+        np.testing.assert_allclose(item["style"][6:12].numpy(), outside.std(), rtol=1e-5)
+    whole = PoseWindowDataset(root, "train", coefs, 40, 0, context=2, history=2, style_dropout=0.0)
+    assert torch.equal(whole[0]["style"], torch.zeros(13))  # nothing outside a whole-clip window: no style

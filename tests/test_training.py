@@ -106,7 +106,7 @@ def test_other_stages_under_torchrun_train_only_their_parameters(data, tmp_path,
 
     stage = STAGES[name]()
     torch.manual_seed(0)  # the seed of rank 0, whose initial weights DDP gives every process
-    before = stage.build(parse_config(args, stage.defaults, ""), torch.device("cpu"))[entry].state_dict()
+    before = stage.build(parse_config(args, stage, ""), torch.device("cpu"))[entry].state_dict()
     path = run / "checkpoints" / "000001.pt"
     after = torch.load(path, weights_only=True)[entry]
     model = edtalk.load_audio2lip(path) if entry == "audio2lip" else edtalk.load_generator(path)
@@ -121,7 +121,7 @@ def test_other_stages_under_torchrun_train_only_their_parameters(data, tmp_path,
 
 
 def test_overfitting_one_pair_lowers_the_loss(data):
-    from data_preprocess.dataset import PairDataset
+    from train.datasets import PairDataset
     from networks import LIP_POSE, Generator
 
     torch.manual_seed(0)

@@ -30,10 +30,15 @@ def save_as(run_dir: str | Path, name: str, payload: dict) -> Path:
     return path
 
 
+def periodic(run_dir: str | Path) -> list[Path]:
+    """The periodic checkpoints `<step>.pt`, sorted by step (a number, so 1000000.pt comes after 999999.pt)."""
+    return sorted((p for p in checkpoint_dir(run_dir).glob("*.pt") if p.stem.isdigit()), key=lambda p: int(p.stem))
+
+
 def save(run_dir: str | Path, step: int, payload: dict, keep: int) -> Path:
     """Write the periodic checkpoint of `step` and keep only the newest `keep` of them."""
     path = save_as(run_dir, f"{step:06d}.pt", payload)
-    for old in sorted(checkpoint_dir(run_dir).glob("[0-9]*.pt"))[:-keep]:
+    for old in periodic(run_dir)[:-keep]:
         old.unlink()
     return path
 
@@ -52,7 +57,8 @@ def best_record_path(run_dir: str | Path) -> Path:
 
 
 def latest(run_dir: str | Path) -> Path | None:
-    files = sorted(checkpoint_dir(run_dir).glob("[0-9]*.pt"))
+    """The periodic checkpoint of the highest step (None when there is none)."""
+    files = periodic(run_dir)
     return files[-1] if files else None
 
 

@@ -74,6 +74,15 @@ def max_divergence(modules: list[torch.nn.Module]) -> float:
     return (spread / local.abs().clamp_min(1e-12)).max().item()
 
 
+def gather_objects(obj) -> list:
+    """[obj of rank 0, obj of rank 1, ...] on every process (picklable objects; collective)."""
+    if not dist.is_initialized():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def mean(value: torch.Tensor) -> torch.Tensor:
     """Average a scalar over processes (for logging)."""
     return sum_over_processes(value) / world_size()

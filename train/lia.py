@@ -38,6 +38,8 @@ from pathlib import Path
 
 import torch
 
+from edtalk.files import write_atomically
+
 from .checkpoint import load, strip_prefixes
 
 LIA_MARKERS = ("enc.fc.4.weight", "dec.direction.weight")  # present in LIA's generator only
@@ -88,6 +90,23 @@ def convert_checkpoint(checkpoint: dict) -> dict:
     return out
 
 
+def check_fits(converted: dict, source: str) -> None:
+    """A converted checkpoint loads into a fresh lip-pose generator (only the FRESH keys missing)
+    and discriminator; one-line SystemExit naming `source` otherwise."""
+    from networks import LIP_POSE, Generator
+    from networks.discriminator import Discriminator
+
+    try:
+        result = Generator(LIP_POSE).load_state_dict(converted["gen"], strict=False)
+        if "dis" in converted:
+            Discriminator().load_state_dict(converted["dis"])
+    except RuntimeError as exc:
+        raise SystemExit(f"{source} does not fit the lip-pose layout: {str(exc).strip().splitlines()[-1]}") from None
+    missing = [k for k in result.missing_keys if not k.startswith(FRESH)]
+    if missing or result.unexpected_keys:
+        raise SystemExit(f"{source} does not fit: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m train.lia",
@@ -103,21 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         converted = convert_checkpoint(data)
     except ValueError as exc:
         raise SystemExit(f"{args.src}: {exc}") from None
-    # Check that it fits before writing: the same loader as --init, on a fresh lip-pose generator.
-    from networks import LIP_POSE, Generator
-    from networks.discriminator import Discriminator
-
-    from .stages import init_generator, load_discriminator
-
+    check_fits(converted, args.src)
     dst = Path(args.dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(converted, dst)
-    try:
-        init_generator(Generator(LIP_POSE), str(dst))
-        load_discriminator(Discriminator(), converted, str(args.src))
-    except SystemExit:
-        dst.unlink()
-        raise
+    with write_atomically(dst) as file:
+        torch.save(converted, file)
     dis = "'dis' carried" if "dis" in converted else "no 'dis' in the source"
     print(
         f"wrote {dst}: {len(converted['gen'])} generator tensors mapped (enc.fc.4 and dec.direction dropped; "

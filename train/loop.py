@@ -20,9 +20,10 @@ import yaml
 from torch import nn
 
 from . import checkpoint, distributed
-from .config import TrainConfig
+from .config import TrainConfig, changed_options
 from .samples import save_grid
-from .sampling import endless_batches, to_device, validation_batches
+from .sampling import check_size, endless_batches, to_device, validation_batches
+from .stage import AdversarialStage, Stage
 
 log = logging.getLogger("train")
 
@@ -30,7 +31,7 @@ log = logging.getLogger("train")
 class GeneratorObjective(nn.Module):
     """forward(batch) -> (named losses, weighted total, images for the grid and the discriminator)."""
 
-    def __init__(self, stage, models: dict[str, nn.Module], weights: dict[str, float]):
+    def __init__(self, stage: Stage, models: dict[str, nn.Module], weights: dict[str, float]):
         super().__init__()
         self.stage = stage
         self.models = nn.ModuleDict(models)
@@ -45,7 +46,7 @@ class GeneratorObjective(nn.Module):
 class DiscriminatorObjective(nn.Module):
     """forward(images) -> the stage's discriminator loss on real and (detached) generated images."""
 
-    def __init__(self, stage, dis: nn.Module):
+    def __init__(self, stage: AdversarialStage, dis: nn.Module):
         super().__init__()
         self.stage = stage
         self.dis = dis
@@ -75,7 +76,7 @@ class Trainer:
     objectives, optimisers (the discriminator's are None when the stage has none), gradient
     scaler."""
 
-    stage: object
+    stage: Stage
     models: dict
     g_params: list
     d_params: list
@@ -87,14 +88,14 @@ class Trainer:
     use_amp: bool
 
     @classmethod
-    def build(cls, stage, cfg: TrainConfig, device: torch.device) -> "Trainer":
+    def build(cls, stage: Stage, cfg: TrainConfig, device: torch.device) -> "Trainer":
         """Models, objectives and optimisers for `stage` on `device` (AMP only on CUDA, when asked).
 
         Frozen parts (teachers, VGG, experts, the stage's fixed layers) never require gradients;
         models with a trained part are in train mode, the others in eval mode."""
         models = stage.build(cfg, device)
         g_params = stage.trainable(models, cfg)
-        d_params = list(models["dis"].parameters()) if stage.has_discriminator else []
+        d_params = list(models["dis"].parameters()) if isinstance(stage, AdversarialStage) else []
         trained = {id(p) for p in g_params + d_params}
         for model in models.values():
             model.train(any(id(p) in trained for p in model.parameters()))
@@ -154,37 +155,59 @@ class Trainer:
         sums = distributed.sum_over_processes(sums)
         return {f"val_{k}": s / n for k, (s, n) in zip(self.stage.val_metrics, sums.tolist()) if n}
 
-    def state(self, step: int, cfg: TrainConfig) -> dict:
-        """A training checkpoint: the stage's official-format entries, optimisers, scaler, step, config."""
+    def state(self, step: int, cfg: TrainConfig, rng: list[dict]) -> dict:
+        """A training checkpoint: the stage's official-format entries, optimisers, scaler, step,
+        config and every process's random number generator states (`rng_states`)."""
         return self.stage.state(self.models) | {
             "g_optim": self.g_optim.state_dict(),
             "d_optim": self.d_optim.state_dict() if self.d_optim is not None else None,
             "scaler": self.scaler.state_dict(),
             "step": step,
             "config": dataclasses.asdict(cfg),
+            "rng": rng,
         }
 
     def load(self, state: dict) -> int:
-        """Continue from a training checkpoint; returns its step."""
+        """Continue from a training checkpoint, random number generators included; returns its step."""
         self.stage.load_state(self.models, state)
         self.g_optim.load_state_dict(state["g_optim"])
         if self.d_optim is not None:
             self.d_optim.load_state_dict(state["d_optim"])
         self.scaler.load_state_dict(state["scaler"])
+        restore_rng(state.get("rng") or [])
         return state["step"]
+
+
+def rng_states() -> list[dict]:
+    """Every process's torch (and CUDA, where present) generator states, in rank order (collective)."""
+    own = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        own["cuda"] = torch.cuda.get_rng_state()
+    return distributed.gather_objects(own)
+
+
+def restore_rng(states: list[dict]) -> None:
+    """Set this process's generators to those its rank saved (a warning when the checkpoint has none)."""
+    if distributed.rank() >= len(states):
+        log.warning("the checkpoint holds no random state for process %d: dropout draws differ", distributed.rank())
+        return
+    own = states[distributed.rank()]
+    torch.set_rng_state(own["torch"])
+    if "cuda" in own and torch.cuda.is_available():
+        torch.cuda.set_rng_state(own["cuda"])
 
 
 class Validation:
     """Held-out metrics every cfg.val_every steps; the checkpoint with the lowest first metric of
     `stage.val_metrics` is kept as checkpoints/best.pt, described by checkpoints/best.json."""
 
-    def __init__(self, stage, cfg: TrainConfig, run_dir: Path):
+    def __init__(self, stage: Stage, cfg: TrainConfig, run_dir: Path):
         self.stage, self.cfg = stage, cfg
         self.key = f"val_{stage.val_metrics[0]}"
         try:
             dataset = stage.dataset(cfg, cfg.val_split)
         except FileNotFoundError as err:
-            raise SystemExit(f"{err}; pass --val_split '' to train without validation") from None
+            raise SystemExit(f"--val_split: {err}, or pass --val_split '' to train without validation") from None
         if len(dataset) == 0:
             log.warning("the validation list '%s' is empty: no validation (choose one with --val_split)", cfg.val_split)
         self.batches = validation_batches(dataset, cfg, distributed.rank(), distributed.world_size())
@@ -199,27 +222,38 @@ class Validation:
         values = trainer.validate(self.batches, device)
         if self.key in values and values[self.key] < self.best:
             self.best = values[self.key]
+            rng = rng_states()
             if distributed.is_main():
-                checkpoint.save_best(run_dir, trainer.state(step, self.cfg), {"step": step, **values})
+                checkpoint.save_best(run_dir, trainer.state(step, self.cfg, rng), {"step": step, **values})
                 log.info("step %d  new best %s %.4f: saved checkpoints/best.pt", step, self.key, self.best)
         return values
 
 
 def _setup_logging(run_dir: Path, cfg: TrainConfig) -> None:
+    """Logs to run_dir/log.txt and stderr; config.yaml written by a new run, kept by a resumed one
+    (whose changed options are logged, one line each)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(message)s",
         handlers=[logging.FileHandler(run_dir / "log.txt"), logging.StreamHandler()],
     )
+    saved, options = run_dir / "config.yaml", dataclasses.asdict(cfg)
+    if cfg.resume and saved.is_file():
+        old = yaml.safe_load(saved.read_text()) or {}
+        for line in changed_options({**old, "resume": cfg.resume}, options):
+            log.info("resumed with a changed option (config.yaml keeps the first run's): %s", line)
+    else:
+        saved.write_text(yaml.safe_dump(options, sort_keys=False))
 
 
-def train(stage, cfg: TrainConfig) -> Path | None:
+def train(stage: Stage, cfg: TrainConfig) -> Path | None:
     """Run `stage` for cfg.steps steps (from a resumed step if asked); returns the last checkpoint."""
     # ---- set-up: processes, run directory, models, optimisers, resume, data -------------------
     device = distributed.setup(cfg.device)
-    torch.manual_seed(cfg.seed + distributed.rank())
+    rank, world = distributed.rank(), distributed.world_size()
+    check_size(stage.usable_clips(cfg, cfg.split), cfg.batch_size, world)  # before any long step
+    torch.manual_seed(cfg.seed + rank)
     run_dir = Path(cfg.run_dir)
     if distributed.is_main():
         _setup_logging(run_dir, cfg)
@@ -229,7 +263,6 @@ def train(stage, cfg: TrainConfig) -> Path | None:
     if resume:
         step = trainer.load(checkpoint.load(resume))
         log.info("resumed from %s at step %d", resume, step)
-    rank, world = distributed.rank(), distributed.world_size()
     batches = endless_batches(stage.dataset(cfg, cfg.split), cfg, step, rank, world, pin=device.type == "cuda")
     validation = Validation(stage, cfg, run_dir) if cfg.val_split else None
     stats = open(run_dir / "stats.jsonl", "a") if distributed.is_main() else None
@@ -252,8 +285,9 @@ def train(stage, cfg: TrainConfig) -> Path | None:
             divergence = values["replica_divergence"] = distributed.max_divergence(list(trainer.models.values()))
             if divergence > 1e-5:
                 log.warning("the processes' weights differ (relative %.2g): check the launch", divergence)
+            rng = rng_states()
             if distributed.is_main():
-                last = checkpoint.save(run_dir, step, trainer.state(step, cfg), cfg.keep_checkpoints)
+                last = checkpoint.save(run_dir, step, trainer.state(step, cfg, rng), cfg.keep_checkpoints)
             distributed.barrier()
         if values and stats is not None:
             elapsed = time.perf_counter() - started
@@ -272,6 +306,6 @@ def main(stage_name: str, argv: list[str] | None, description: str) -> int:
     from .stages import STAGES
 
     stage = STAGES[stage_name]()
-    cfg = parse_config(argv, stage.defaults, description)
+    cfg = parse_config(argv, stage, description)
     train(stage, cfg)
     return 0

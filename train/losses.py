@@ -30,3 +30,8 @@ def image_metrics(recon: torch.Tensor, target: torch.Tensor) -> dict[str, torch.
     l1_each = (recon - target).abs().flatten(1).mean(1)
     mse = ((recon.clamp(-1, 1) - target) / 2).square().flatten(1).mean(1)
     return {"l1": l1_each, "psnr": -10 * torch.log10(mse.clamp_min(1e-10))}
+
+
+def sync_loss(similarity: torch.Tensor, in_sync: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Binary cross-entropy of the (clamped, [0, 1]) similarity against 1 (in sync) / 0 (off)."""
+    return F.binary_cross_entropy(similarity.clamp(1e-6, 1 - 1e-6), in_sync, reduction=reduction)

@@ -2,8 +2,21 @@
 
 Their targets are the teacher's per-frame coefficients of the training clips, computed once per set
 and generator file (`teacher.py`), so no stage here runs an image network while it trains. Each
-class has the interface of the stages in `stages.py` (build, trainable, dataset, generator_losses,
-validation_metrics, state, load_state) and runs in the same loop.
+class is a `stage.Stage` and runs in the shared loop. Their checkpoints record the teacher they were
+trained against (`generator_fingerprint`, as motion templates do), so inference can tell a motion
+model from another generator's coordinates.
+
+Both are trained as they are used at inference:
+- Audio2Exp's windows carry the clip's real audio context on both sides (the mel windows of the
+  `context` frames before and after, padded only at the clip's true ends, where inference pads
+  too), and the loss covers the window's frames. Before, the context was the window's edge frames
+  repeated, so about three quarters of a 50-frame window's targets saw context that never occurs
+  at inference; expected effect of retraining: a lower held-out error near window edges and no
+  train/inference mismatch (not measured: no dataset here).
+- Audio2Pose's style statistics come from the clip's frames outside the predicted window, as a
+  reference clip at inference is never the clip being generated. Before, they were computed over
+  the clip including the window, a leak that lets the flow read its targets' mean and spread;
+  expected effect: a slightly higher training likelihood gap but a style that transfers.
 """
 
 import numpy as np
@@ -11,13 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edtalk.audio import windows_from_mel
 from networks.audio2exp import Audio2Exp
 from networks.audio2pose import Audio2Pose, pose_style
 
 from . import teacher
 from .checkpoint import load, strip_prefixes
-from .config import TrainConfig
+from .config import MotionConfig
+from .datasets import AudioWindowDataset
+from .stage import Stage
 
 
 def _delta(x: torch.Tensor) -> torch.Tensor:
@@ -30,7 +44,27 @@ def _tracks_image(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return (x / scale).clamp(-1, 1).transpose(1, 2)[:, None].expand(-1, 3, -1, -1)
 
 
-class Audio2ExpStage:
+class MotionStage(Stage):
+    """Shared by the audio-to-motion stages: the teacher's cached coefficients and its fingerprint."""
+
+    config = MotionConfig
+
+    def load_teacher(self, cfg: MotionConfig, device: torch.device) -> None:
+        """Read (computing it on rank 0 the first time) the teacher cache of cfg.generator."""
+        if not cfg.generator:
+            raise SystemExit(f"--generator is required: {self.teacher_role}")
+        self.teacher = teacher.load_or_compute(cfg.data, cfg.generator, device, workers=cfg.workers)
+        self.fingerprint = teacher.generator_fingerprint(cfg.generator)
+
+    def usable_clips(self, cfg: MotionConfig, split: str) -> int:
+        """Clips with audio and at least `window` frames (known before the teacher pass)."""
+        return len(AudioWindowDataset(cfg.data, split, window=cfg.window))
+
+    def state(self, models: dict) -> dict:
+        return super().state(models) | {"generator_fingerprint": self.fingerprint}
+
+
+class Audio2ExpStage(MotionStage):
     """Audio-to-expression: Audio2Exp learns the full generator's expression coefficients of each
     frame (mean square error, and of their frame-to-frame changes) and the clip's MEAD emotion,
     read from its name (cross-entropy of the window's mean logits; clips without one, e.g. HDTF,
@@ -38,32 +72,30 @@ class Audio2ExpStage:
 
     defaults = {"batch_size": 16, "lr": 0.0005, "steps": 50000, "save_every": 1000}
     weights = {"exp": 1.0, "smooth": 1.0, "emotion": 0.1}
-    has_discriminator = False
     checkpoint_key = "audio2exp"
     val_metrics = ("exp", "accuracy")  # mean square expression error per window; emotion accuracy per labelled clip
+    teacher_role = "the trained full EDTalk generator (the teacher)"
 
-    def build(self, cfg: TrainConfig, device: torch.device) -> dict[str, nn.Module]:
-        if not cfg.generator:
-            raise SystemExit("--generator is required: the trained full EDTalk generator (the teacher)")
-        self.teacher = teacher.load_or_compute(cfg.data, cfg.generator, device, workers=cfg.workers)
+    def build(self, cfg: MotionConfig, device: torch.device) -> dict[str, nn.Module]:
+        self.load_teacher(cfg, device)
         if "exp" not in self.teacher.parts:
             raise SystemExit(
                 f"{cfg.generator} is a lip-pose generator (no expression bank): the audio-to-expression "
                 "teacher must be a full EDTalk generator"
             )
         model = Audio2Exp()
+        self.context = model.context
         if cfg.init:
             model.load_state_dict(strip_prefixes(load(cfg.init)["audio2exp"]))
         return {"audio2exp": model.to(device)}
 
-    def trainable(self, models: dict, cfg: TrainConfig) -> list[nn.Parameter]:
-        return list(models["audio2exp"].parameters())
-
-    def dataset(self, cfg: TrainConfig, split: str):
-        return teacher.CoefficientWindowDataset(cfg.data, split, self.teacher, window=cfg.window, seed=cfg.seed)
+    def dataset(self, cfg: MotionConfig, split: str):
+        return teacher.CoefficientWindowDataset(
+            cfg.data, split, self.teacher, window=cfg.window, seed=cfg.seed, context=self.context
+        )
 
     def generator_losses(self, models: dict, batch: dict) -> tuple[dict, dict]:
-        exp, logits = models["audio2exp"](batch["mels"])  # (B, T, 10), (B, T, 8)
+        exp, logits = models["audio2exp"].centre(batch["mels"])  # (B, T, 10), (B, T, 8)
         target, labels = batch["exp"], batch["emotion"]
         known = labels >= 0
         clip_logits = logits.mean(1)
@@ -75,19 +107,13 @@ class Audio2ExpStage:
     def validation_metrics(self, models: dict, batch: dict) -> dict[str, torch.Tensor]:
         """Held-out expression error against the teacher (mean square per window) and emotion
         accuracy (one value per clip whose name gives its emotion)."""
-        exp, logits = models["audio2exp"](batch["mels"])
+        exp, logits = models["audio2exp"].centre(batch["mels"])
         labels = batch["emotion"]
         known = labels >= 0
         return {
             "exp": (exp - batch["exp"]).square().flatten(1).mean(1),
             "accuracy": (logits.mean(1).argmax(1) == labels)[known].float(),
         }
-
-    def state(self, models: dict) -> dict:
-        return {"audio2exp": models["audio2exp"].state_dict()}
-
-    def load_state(self, models: dict, state: dict) -> None:
-        models["audio2exp"].load_state_dict(strip_prefixes(state["audio2exp"]))
 
 
 # ---- audio-to-pose ---------------------------------------------------------------------------
@@ -96,36 +122,34 @@ class Audio2ExpStage:
 class PoseWindowDataset(teacher.CoefficientWindowDataset):
     """Windows for the audio-to-pose flow: `window` frames of a clip with what the flow conditions on.
 
-    Keys: pose (window, 6) teacher coefficients; mels (window + 2 * context, 1, 80, 16), the
-    windows of frames start - context .. start + window + context - 1 (clip edges repeated, as in
-    generation); past (history, 6) the poses before the window (the first frame repeated at the
-    clip start); style (13,) the whole clip's pose statistics (`pose_style`), or zeros (no style)
-    in a fraction `style_dropout` of the samples so that the flow also works without a reference;
-    start (int).
+    Keys: those of `CoefficientWindowDataset` (mels with `context` frames either side, clip edges
+    repeated as in generation; pose (window, 6)); past (history, 6) the poses before the window
+    (the first frame repeated at the clip start); style (13,) the pose statistics (`pose_style`) of
+    the clip's frames OUTSIDE the window (a reference never holds the frames being generated), or
+    zeros (no style) in a fraction `style_dropout` of the samples, so that the flow also works
+    without a reference, and when the window is the whole clip.
     """
 
     def __init__(self, root, split, teacher_coefs, window, seed, context: int, history: int, style_dropout: float):
-        super().__init__(root, split, teacher_coefs, window=window, seed=seed)
-        self.context, self.history, self.style_dropout = context, history, style_dropout
+        super().__init__(root, split, teacher_coefs, window=window, seed=seed, context=context)
+        self.history, self.style_dropout = history, style_dropout
 
     def sample(self, index: int, rng) -> dict:
-        name = self.names[index]
-        length = self.reader.length(name)
-        start = rng.randrange(length - self.window + 1)
-        frames = np.clip(np.arange(start - self.context, start + self.window + self.context), 0, length - 1)
-        pose = torch.from_numpy(np.ascontiguousarray(self.teacher[name]["pose"]))
-        past = pose[np.clip(np.arange(start - self.history, start), 0, None)]
-        style = pose_style(None if rng.random() < self.style_dropout else pose)
+        item = super().sample(index, rng)
+        start = item["start"]
+        pose = torch.from_numpy(np.ascontiguousarray(self.teacher[self.names[index]]["pose"]))
+        outside = torch.cat([pose[:start], pose[start + self.window :]])
+        dropped = rng.random() < self.style_dropout or len(outside) == 0
         return {
-            "mels": torch.from_numpy(windows_from_mel(self.reader.mel(name), length)[frames]),
-            "pose": pose[start : start + self.window],
-            "past": past,
-            "style": style,
+            "mels": item["mels"],
+            "pose": item["pose"],
+            "past": pose[np.clip(np.arange(start - self.history, start), 0, None)],
+            "style": pose_style(None if dropped else outside),
             "start": start,
         }
 
 
-class Audio2PoseStage:
+class Audio2PoseStage(MotionStage):
     """Audio-to-pose: the conditional flow Audio2Pose learns the generator's head-pose coefficients of
     each frame by exact maximum likelihood (teacher-forced previous poses); validation: the
     negative log-likelihood per frame (nats, in coefficient units) on held-out windows, without a
@@ -135,15 +159,13 @@ class Audio2PoseStage:
 
     defaults = {"batch_size": 16, "lr": 0.001, "save_every": 1000}
     weights = {"nll": 1.0}
-    has_discriminator = False
     checkpoint_key = "audio2pose"
     val_metrics = ("nll",)
     style_dropout = 0.3
+    teacher_role = "the trained generator (the teacher of the pose coefficients)"
 
-    def build(self, cfg: TrainConfig, device: torch.device) -> dict[str, nn.Module]:
-        if not cfg.generator:
-            raise SystemExit("--generator is required: the trained generator (the teacher of the pose coefficients)")
-        self.teacher = teacher.load_or_compute(cfg.data, cfg.generator, device, workers=cfg.workers)
+    def build(self, cfg: MotionConfig, device: torch.device) -> dict[str, nn.Module]:
+        self.load_teacher(cfg, device)
         model = Audio2Pose()
         self.context, self.history = model.context, model.history
         if cfg.init:
@@ -153,10 +175,7 @@ class Audio2PoseStage:
             model.set_normalization(torch.from_numpy(poses.mean(0)), torch.from_numpy(poses.std(0)))
         return {"audio2pose": model.to(device)}
 
-    def trainable(self, models: dict, cfg: TrainConfig) -> list[nn.Parameter]:
-        return list(models["audio2pose"].parameters())
-
-    def dataset(self, cfg: TrainConfig, split: str):
+    def dataset(self, cfg: MotionConfig, split: str):
         dropout = self.style_dropout if split == cfg.split else 1.0  # validation: no style, the default use
         return PoseWindowDataset(
             cfg.data, split, self.teacher, cfg.window, cfg.seed, self.context, self.history, dropout
@@ -173,12 +192,6 @@ class Audio2PoseStage:
         """Held-out negative log-likelihood per frame, one value per window."""
         log_p = models["audio2pose"].log_likelihood(batch["pose"], batch["mels"], batch["past"], batch["style"])
         return {"nll": -log_p.mean(1)}
-
-    def state(self, models: dict) -> dict:
-        return {"audio2pose": models["audio2pose"].state_dict()}
-
-    def load_state(self, models: dict, state: dict) -> None:
-        models["audio2pose"].load_state_dict(strip_prefixes(state["audio2pose"]))
 
 
 MOTION_STAGES = {"audio2exp": Audio2ExpStage, "audio2pose": Audio2PoseStage}

@@ -41,15 +41,24 @@ class EpochSampler(Sampler):
         return ((self.epoch, index) for index in itertools.islice(self.shards, self.skip, None))
 
 
+def check_size(clips: int, batch_size: int, world: int) -> None:
+    """One-line SystemExit when `clips` usable training clips cannot fill one batch per process."""
+    if clips // world < batch_size:
+        raise SystemExit(
+            f"the training split has {clips} usable clips: too few for --batch_size {batch_size} "
+            f"on {world} process(es) (needs at least {batch_size * world})"
+        )
+
+
 def endless_batches(dataset: Dataset, cfg: TrainConfig, start_step: int, rank: int, world: int, pin: bool = False):
-    """Batches for steps start_step, start_step + 1, ... on process `rank` of `world`."""
+    """Batches for steps start_step, start_step + 1, ... on process `rank` of `world`.
+
+    The DataLoader draws its worker seeds from a generator of its own, not from torch's global one,
+    so the global generator (dropout and the like) follows only the training steps and a resumed run
+    continues it exactly."""
+    check_size(len(dataset), cfg.batch_size, world)
     sampler = EpochSampler(len(dataset), rank, world, cfg.seed)
     steps_per_epoch = len(sampler.shards) // cfg.batch_size
-    if steps_per_epoch == 0:
-        raise SystemExit(
-            f"the training split has {len(dataset)} usable clips: too few for --batch_size {cfg.batch_size} "
-            f"on {world} process(es)"
-        )
     loader = DataLoader(
         dataset,
         batch_size=cfg.batch_size,
@@ -58,6 +67,7 @@ def endless_batches(dataset: Dataset, cfg: TrainConfig, start_step: int, rank: i
         drop_last=True,
         persistent_workers=cfg.workers > 0,
         pin_memory=pin,
+        generator=torch.Generator().manual_seed(cfg.seed + rank),
     )
     first_epoch, done = divmod(start_step, steps_per_epoch)
     for epoch in itertools.count(first_epoch):
@@ -69,7 +79,8 @@ def endless_batches(dataset: Dataset, cfg: TrainConfig, start_step: int, rank: i
 def validation_batches(dataset: Dataset, cfg: TrainConfig, rank: int, world: int) -> DataLoader:
     """The fixed validation samples of this process (may be none), in batches of cfg.batch_size."""
     keys = [(0, index) for index in range(min(cfg.val_samples, len(dataset)))][rank::world]
-    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=keys, num_workers=0)
+    own = torch.Generator().manual_seed(cfg.seed)  # leaves the global generator alone (see endless_batches)
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=keys, num_workers=0, generator=own)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

@@ -1,8 +1,6 @@
 """The EDTalk training stages: the only place where they differ (models, trainable set, data, losses).
 
-Each stage builds its models, says which parameters the generator optimiser trains, gives its
-dataset, computes its named generator losses (the loop weights and sums them) and, when it has a
-discriminator, the discriminator loss; it also says how its models go into a checkpoint.
+Each stage follows the contract of `stage.py` (`Stage`, or `AdversarialStage` for the GAN stages).
 """
 
 import logging
@@ -11,21 +9,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_preprocess.dataset import AudioWindowDataset, CrossPairDataset, PairDataset
 from networks import EDTALK, LIP_POSE, Audio2Lip, Generator
 from networks.discriminator import Discriminator
+from networks.lipsync_expert import SyncNet, crop_boxes, lower_halves
 
 from . import lia, losses, wav2lip
 from .checkpoint import load, strip_prefixes
-from .config import TrainConfig
+from .config import Audio2MouthConfig, FineTuneConfig, ImageConfig, TrainConfig
+from .datasets import AudioWindowDataset, CrossPairDataset, PairDataset
 from .motion_stages import MOTION_STAGES
-from .sync import SyncNet, crop_boxes, lower_halves, sync_loss
+from .stage import AdversarialStage, Stage
 from .vgg19 import VGG19, VGGLoss
 
 log = logging.getLogger(__name__)
 
 
-def perceptual_loss(cfg: TrainConfig) -> VGGLoss:
+def perceptual_loss(cfg: ImageConfig) -> VGGLoss:
     vgg = VGG19()
     if cfg.vgg_weights:
         vgg.load(cfg.vgg_weights)
@@ -100,19 +99,19 @@ def _is_expression_key(key: str) -> bool:
     return key.startswith(("exp_fc.", "direction_exp.", "dec.fineadainresblock."))
 
 
-class GeneratorStage:
+class GeneratorStage(AdversarialStage):
     """Shared by the image stages: a generator, a discriminator, L1 + VGG + GAN losses."""
 
-    config = LIP_POSE
-    defaults: dict = {}
+    config = ImageConfig
+    layout = LIP_POSE  # the generator's layout
     weights = {"l1": 1.0, "vgg": 1.0, "gan": 1.0}
-    has_discriminator = True
+    val_metrics = ("l1", "psnr")
     checkpoint_key = "gen"
 
-    def build(self, cfg: TrainConfig, device: torch.device) -> dict[str, nn.Module]:
+    def build(self, cfg: ImageConfig, device: torch.device) -> dict[str, nn.Module]:
         """Generator and discriminator, from `--init` when given: its 'gen' (a lip-pose checkpoint
         may seed the full generator; LIA's vox.pt the shared parts) and its 'dis' when present."""
-        gen, dis = Generator(self.config), Discriminator()
+        gen, dis = Generator(self.layout), Discriminator()
         if cfg.init:
             if gen.has_expression:
                 # Kept when --init has no expression parts: the full generator then starts by
@@ -123,9 +122,6 @@ class GeneratorStage:
                 log.warning("%s has no 'dis' entry: the discriminator starts from random weights", cfg.init)
         models = {"gen": gen, "dis": dis, "vgg": perceptual_loss(cfg)}
         return {k: m.to(device) for k, m in models.items()}
-
-    def trainable(self, models: dict, cfg: TrainConfig) -> list[nn.Parameter]:
-        return list(models["gen"].parameters())
 
     def dataset(self, cfg: TrainConfig, split: str):
         return PairDataset(cfg.data, split, seed=cfg.seed)
@@ -145,18 +141,9 @@ class GeneratorStage:
     def discriminator_loss(self, models: dict, images: dict) -> torch.Tensor:
         return losses.d_nonsaturating(models["dis"](images["real"]), models["dis"](images["fake"].detach()))
 
-    val_metrics = ("l1", "psnr")  # per-sample validation metrics; the first (lower is better) picks best.pt
-
     def validation_metrics(self, models: dict, batch: dict) -> dict[str, torch.Tensor]:
         """Held-out self-reconstruction of the target frame from the source frame."""
         return losses.image_metrics(self.reconstruct(models, batch), batch["target"])
-
-    def state(self, models: dict) -> dict:
-        return {"gen": models["gen"].state_dict(), "dis": models["dis"].state_dict()}
-
-    def load_state(self, models: dict, state: dict) -> None:
-        models["gen"].load_state_dict(strip_prefixes(state["gen"]))
-        models["dis"].load_state_dict(strip_prefixes(state["dis"]))
 
 
 class EncoderGeneratorStage(GeneratorStage):
@@ -232,7 +219,7 @@ class ExpressionStage(GeneratorStage):
     expression parts start as an identity (`Generator.init_expression_identity`): the first step
     renders what the mouth-pose model renders."""
 
-    config = EDTALK
+    layout = EDTALK
 
     def trainable(self, models: dict, cfg: TrainConfig) -> list[nn.Parameter]:
         gen = models["gen"]
@@ -245,14 +232,15 @@ class ExpressionStage(GeneratorStage):
 class FineTuneStage(GeneratorStage):
     """Per-person fine-tuning of the lip-pose model on frames of one video (`--only_fine_tune_dec`)."""
 
-    defaults = {"batch_size": 8, "steps": 800000, "sample_every": 20, "save_every": 10000}
+    config = FineTuneConfig
+    defaults = {"batch_size": 8, "sample_every": 20, "save_every": 10000}
 
-    def build(self, cfg: TrainConfig, device: torch.device) -> dict[str, nn.Module]:
+    def build(self, cfg: FineTuneConfig, device: torch.device) -> dict[str, nn.Module]:
         if not cfg.init:
             raise SystemExit("--init is required: the lip-pose checkpoint to fine-tune (ckpts/EDTalk_lip_pose.pt)")
         return super().build(cfg, device)
 
-    def trainable(self, models: dict, cfg: TrainConfig) -> list[nn.Parameter]:
+    def trainable(self, models: dict, cfg: FineTuneConfig) -> list[nn.Parameter]:
         gen = models["gen"]
         if not cfg.only_fine_tune_dec:
             return list(gen.parameters())
@@ -263,12 +251,12 @@ class FineTuneStage(GeneratorStage):
         return PairDataset(cfg.data, split, seed=cfg.seed, same_clip=True)
 
 
-class SyncNetStage:
+class SyncNetStage(Stage):
     """The lip-sync expert: does this mel window belong to these five mouths?"""
 
     defaults = {"batch_size": 16, "lr": 0.0001}
     weights = {"sync": 1.0}
-    has_discriminator = False
+    val_metrics = ("sync", "accuracy")
     checkpoint_key = "syncnet"
 
     def build(self, cfg: TrainConfig, device: torch.device) -> dict[str, nn.Module]:
@@ -279,35 +267,24 @@ class SyncNetStage:
             net.load_state_dict(strip_prefixes(load(cfg.init)["syncnet"]))
         return {"syncnet": net.to(device)}
 
-    def trainable(self, models: dict, cfg: TrainConfig) -> list[nn.Parameter]:
-        return list(models["syncnet"].parameters())
-
     def dataset(self, cfg: TrainConfig, split: str):
         return AudioWindowDataset(cfg.data, split, seed=cfg.seed, sync_negatives=True)
 
     def generator_losses(self, models: dict, batch: dict) -> tuple[dict, dict]:
         faces = lower_halves(batch["frames"], batch["face_boxes"])
         similarity = models["syncnet"](batch["sync_mel"], faces)
-        return {"sync": sync_loss(similarity, batch["in_sync"])}, {"rows": [batch["frames"][:, 0]]}
-
-    val_metrics = ("sync", "accuracy")
+        return {"sync": losses.sync_loss(similarity, batch["in_sync"])}, {"rows": [batch["frames"][:, 0]]}
 
     def validation_metrics(self, models: dict, batch: dict) -> dict[str, torch.Tensor]:
         """Held-out BCE and accuracy (similarity above 0.5 = in sync) on in- and off-sync windows."""
         similarity = models["syncnet"](batch["sync_mel"], lower_halves(batch["frames"], batch["face_boxes"]))
         return {
-            "sync": sync_loss(similarity, batch["in_sync"], reduction="none"),
+            "sync": losses.sync_loss(similarity, batch["in_sync"], reduction="none"),
             "accuracy": ((similarity > 0.5).float() == batch["in_sync"]).float(),
         }
 
-    def state(self, models: dict) -> dict:
-        return {"syncnet": models["syncnet"].state_dict()}
 
-    def load_state(self, models: dict, state: dict) -> None:
-        models["syncnet"].load_state_dict(strip_prefixes(state["syncnet"]))
-
-
-class Audio2MouthStage(SyncNetStage):
+class Audio2MouthStage(Stage):
     """Audio-to-mouth, as the official trainer: Audio2Lip learns the trained lip-pose model's mouth
     coefficients (feature loss + temporal smoothness), the frames rendered from them (L1, VGG, L1
     of the 96x96 face crops, GAN term of the lip-pose checkpoint's frozen discriminator) and lip
@@ -320,11 +297,12 @@ class Audio2MouthStage(SyncNetStage):
     running statistics, as in the official trainer. The lip-pose generator and the discriminator
     are frozen and in eval mode; the discriminator is never updated."""
 
-    defaults = {"batch_size": 4}
+    config = Audio2MouthConfig
     weights = {"coef": 1.0, "smooth": 0.1, "l1": 1.0, "vgg": 1.0, "mouth_l1": 1.0, "gan": 1.0, "sync": 5.0}
+    val_metrics = ("coef", "l1", "psnr")
     checkpoint_key = "audio2lip"
 
-    def build(self, cfg: TrainConfig, device: torch.device) -> dict[str, nn.Module]:
+    def build(self, cfg: Audio2MouthConfig, device: torch.device) -> dict[str, nn.Module]:
         if not cfg.generator:
             raise SystemExit("--generator is required: the trained lip-pose checkpoint (teacher and renderer)")
         gen = Generator(LIP_POSE)
@@ -355,7 +333,7 @@ class Audio2MouthStage(SyncNetStage):
             models["syncnet"] = sync.requires_grad_(False).eval()
         return {k: m.to(device) for k, m in models.items()}
 
-    def trainable(self, models: dict, cfg: TrainConfig) -> list[nn.Parameter]:
+    def trainable(self, models: dict, cfg: Audio2MouthConfig) -> list[nn.Parameter]:
         a2l = models["audio2lip"]
         if cfg.train_audio_encoder:
             return list(a2l.requires_grad_(True).parameters())
@@ -397,10 +375,8 @@ class Audio2MouthStage(SyncNetStage):
         if "syncnet" in models:
             faces = lower_halves(recon.view_as(frames), batch["face_boxes"])
             similarity = models["syncnet"](batch["mels"][:, 0], faces)
-            out["sync"] = sync_loss(similarity, torch.ones_like(similarity))
+            out["sync"] = losses.sync_loss(similarity, torch.ones_like(similarity))
         return out, {"rows": [flat[:4], recon[:4]]}
-
-    val_metrics = ("coef", "l1", "psnr")
 
     def validation_metrics(self, models: dict, batch: dict) -> dict[str, torch.Tensor]:
         """Held-out mouth-coefficient error against the teacher (mean square per window) and the
@@ -408,12 +384,6 @@ class Audio2MouthStage(SyncNetStage):
         flat, predicted, teacher_lip, recon = self.predict(models, batch)
         coef = (predicted - teacher_lip).square().view(len(batch["frames"]), -1).mean(1)
         return {"coef": coef, **losses.image_metrics(recon, flat)}
-
-    def state(self, models: dict) -> dict:
-        return {"audio2lip": models["audio2lip"].state_dict()}
-
-    def load_state(self, models: dict, state: dict) -> None:
-        models["audio2lip"].load_state_dict(strip_prefixes(state["audio2lip"]))
 
 
 STAGES = {

@@ -4,11 +4,14 @@ The audio-to-motion stages (audio-to-expression, audio-to-pose) learn the motion
 frozen generator's encoder assigns to every frame of the training clips. Running the image encoder
 at every step would cost far more than the small audio networks themselves, so the coefficients of
 every clip of the set are computed once per (set, generator) and stored in
-`<set>/teacher-<first 16 hex digits of the generator file's SHA-256>.npz`:
+`<set>/teacher-<first 16 hex digits of the generator file's SHA-256>.npz`, with the cache format's
+`version` and one content stamp per clip (`LmdbReader.stamp`):
 
 | array     | shape        | what                                                             |
 | --------- | ------------ | ---------------------------------------------------------------- |
+| `version` | ()  int      | `VERSION`: a cache of another version is recomputed entirely      |
 | `names`   | (N,) str     | clip names, in the lmdb's order                                  |
+| `stamps`  | (N,) str     | each clip's content stamp when it was encoded                    |
 | `offsets` | (N + 1,) int | frames of clip i are rows offsets[i]:offsets[i + 1]              |
 | `lip`     | (F, 20)      | mouth coefficients, float32                                      |
 | `pose`    | (F, 6)       | head-pose coefficients                                           |
@@ -24,9 +27,9 @@ API:
 `load_or_compute` is collective under torchrun: rank 0 computes (or completes) the cache while the
 other processes wait at a barrier of their own (a gloo group with a one-day timeout, so a long
 first pass is not cut off by the training group's timeout, 10 min with NCCL), then every process
-reads it. A later run with the same generator file only reads the file; a set that gained clips since (a
-re-run of `prepare_dataset.py`) gets only the new clips encoded. A different generator file gets
-its own cache.
+reads it. A later run with the same generator file only reads the file; a set that gained or
+changed clips since (a re-run of `prepare_dataset.py`) gets only those clips encoded, with a
+progress bar on rank 0 (frames, time left). A different generator file gets its own cache.
 """
 
 import hashlib
@@ -40,20 +43,23 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
-from data_preprocess.dataset import LmdbClips
 from data_preprocess.lmdb_store import LmdbReader
 from edtalk.audio import windows_from_mel
 from edtalk.checkpoints import load_generator
 from edtalk.errors import CheckpointError
 from edtalk.files import write_atomically
+from edtalk.motion_template import fingerprint
 from networks.audio2exp import EMOTIONS
 
 from . import distributed
+from .datasets import LmdbClips
 
 log = logging.getLogger(__name__)
 
 PARTS = ("lip", "pose", "exp")
+VERSION = 2  # of the cache format; 2: per-clip stamps
 _EMOTION = re.compile(rf"(?:^|[#_/])({'|'.join(EMOTIONS)})(?=[#_/]|$)")
 
 
@@ -81,6 +87,8 @@ class TeacherCoefficients:
                 arrays = {k: data[k] for k in data.files}
         except (OSError, ValueError) as exc:
             raise SystemExit(f"cannot read the teacher cache {self.path}: {exc}; delete it to recompute") from None
+        self.version = int(arrays["version"]) if "version" in arrays else 1
+        self.stamps = dict(zip(map(str, arrays["names"]), map(str, arrays.get("stamps", []))))
         self.parts = tuple(p for p in PARTS if p in arrays)
         self._arrays = {p: arrays[p] for p in self.parts}
         self._rows = {
@@ -126,7 +134,11 @@ def encode_clips(
     parts = PARTS if gen.has_expression else PARTS[:2]
     out = {p: [] for p in parts}
     loader = DataLoader(_ClipFrames(lmdb, names), batch_size=None, num_workers=workers)
+    reader = LmdbReader(lmdb)
+    total = sum(reader.length(n) for n in names)
+    bar = tqdm(total=total, desc="teacher pass", unit="frame", disable=not distributed.is_main())
     for frames in loader:
+        bar.update(len(frames))
         coefs = {p: [] for p in parts}
         for batch in frames.split(batch_size):
             images = batch.to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1)
@@ -135,22 +147,47 @@ def encode_clips(
                 coefs[p].append(gen.coefficients(h, p).float().cpu())
         for p in parts:
             out[p].append(torch.cat(coefs[p]).numpy())
+    bar.close()
     return out
 
 
-def write(path: Path, names: list[str], coefs: dict[str, list[np.ndarray]]) -> None:
+def generator_fingerprint(path: str | Path) -> str:
+    """edtalk.motion_template.fingerprint of the weights that turn frames into coefficients (encoder
+    and motion heads) of the generator at `path`: what a motion model trained against it records."""
+    try:
+        gen = load_generator(path, "cpu")
+    except CheckpointError as exc:
+        raise SystemExit(f"--generator: {exc}") from None
+    heads = [gen.enc, gen.fc, gen.lip_fc, gen.pose_fc] + ([gen.exp_fc] if gen.has_expression else [])
+    return fingerprint(heads)
+
+
+def write(path: Path, names: list[str], stamps: list[str], coefs: dict[str, list[np.ndarray]]) -> None:
     """Write a cache atomically (see edtalk/files.py): coefs = {part: [(T_i, dim) per clip]}."""
     lengths = [len(c) for c in next(iter(coefs.values()))]
     arrays = {p: np.concatenate(c).astype(np.float32) for p, c in coefs.items()}
     with write_atomically(path) as f:
-        np.savez(f, names=np.array(names, dtype=str), offsets=np.cumsum([0, *lengths]), **arrays)
+        np.savez(
+            f,
+            version=np.array(VERSION),
+            names=np.array(names, dtype=str),
+            stamps=np.array(stamps, dtype=str),
+            offsets=np.cumsum([0, *lengths]),
+            **arrays,
+        )
 
 
 def _update(path: Path, data: Path, generator: Path, device: torch.device, batch_size: int, workers: int) -> None:
-    """Create the cache, or add the clips of the set it lacks; nothing to do when it is complete."""
-    names = LmdbReader(data / "lmdb").names()
+    """Create the cache, or encode the clips of the set it lacks or holds with another stamp; nothing
+    to do when it is complete and current."""
+    reader = LmdbReader(data / "lmdb")
+    stamps = {n: reader.stamp(n) for n in reader.names()}
     old = TeacherCoefficients(path) if path.is_file() else None
-    missing = [n for n in names if old is None or n not in old]
+    if old is not None and old.version != VERSION:
+        log.info("teacher: %s has cache format %d (now %d): recomputed", path, old.version, VERSION)
+        old = None
+    kept = [n for n in old.names if old.stamps.get(n) == stamps.get(n)] if old is not None else []
+    missing = [n for n in stamps if n not in kept]
     if not missing:
         return
     try:
@@ -159,9 +196,8 @@ def _update(path: Path, data: Path, generator: Path, device: torch.device, batch
         raise SystemExit(f"--generator: {exc}") from None
     log.info("teacher: encoding %d clips of %s with %s (once; cached in %s)", len(missing), data, generator, path)
     new = encode_clips(gen, data / "lmdb", missing, device, batch_size, workers)
-    if old is not None:  # the same generator file: the same parts
-        new = {p: [old[n][p] for n in old.names] + new[p] for p in new}
-    write(path, (old.names if old is not None else []) + missing, new)
+    new = {p: [old[n][p] for n in kept] + new[p] for p in new}  # the same generator file: the same parts
+    write(path, kept + missing, [stamps[n] for n in kept + missing], new)
 
 
 def load_or_compute(
@@ -194,15 +230,25 @@ def emotion_label(name: str) -> int:
 class CoefficientWindowDataset(LmdbClips):
     """Mel windows of `window` consecutive frames with the teacher's coefficients of those frames.
 
-    Keys: mels (window, 1, 80, 16), one per frame as the demos cut them; one (window, dim) float32
-    tensor per teacher part ('lip', 'pose', 'exp'); emotion (int, index in EMOTIONS, -1 when the
-    clip name has none); start (int). Clips without audio, shorter than `window` or missing from
-    the teacher are left out.
+    Keys: mels (window + 2 * context, 1, 80, 16), one per frame as the demos cut them, for frames
+    start - context .. start + window + context - 1: the clip's real audio on both sides, the first
+    / last frame's window repeated only beyond the clip's true ends (as at inference); one (window,
+    dim) float32 tensor per teacher part ('lip', 'pose', 'exp'); emotion (int, index in EMOTIONS,
+    -1 when the clip name has none); start (int). Clips without audio, shorter than `window` or
+    missing from the teacher are left out.
     """
 
-    def __init__(self, root, split: str, teacher: TeacherCoefficients, window: int = 50, seed: int | None = None):
+    def __init__(
+        self,
+        root,
+        split: str,
+        teacher: TeacherCoefficients,
+        window: int = 50,
+        seed: int | None = None,
+        context: int = 0,
+    ):
         super().__init__(root, split, seed)
-        self.teacher, self.window = teacher, window
+        self.teacher, self.window, self.context = teacher, window, context
         self.names = [
             n
             for n in self.names
@@ -214,6 +260,7 @@ class CoefficientWindowDataset(LmdbClips):
         length = self.reader.length(name)
         start = rng.randrange(length - self.window + 1)
         span = slice(start, start + self.window)
-        mels = windows_from_mel(self.reader.mel(name), length)[span]
+        frames = np.clip(np.arange(start - self.context, start + self.window + self.context), 0, length - 1)
+        mels = windows_from_mel(self.reader.mel(name), length)[frames]
         coefs = {p: torch.from_numpy(np.ascontiguousarray(c[span])) for p, c in self.teacher[name].items()}
         return {"mels": torch.from_numpy(mels), **coefs, "emotion": emotion_label(name), "start": start}

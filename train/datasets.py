@@ -1,4 +1,4 @@
-"""PyTorch datasets over the lmdb written by prepare_dataset.py, one per kind of training sample.
+"""PyTorch datasets over the lmdb written by data_preprocess/prepare_dataset.py, one per kind of training sample.
 
 Images are (3, 256, 256) float32 in [-1, 1]; mel windows (.., 1, 80, 16) as the demos use them.
 The lmdb is opened lazily in each DataLoader worker (see LmdbReader).
@@ -23,14 +23,8 @@ import torch
 from skimage.transform import SimilarityTransform
 from torch.utils.data import Dataset
 
+from data_preprocess.lmdb_store import LmdbReader, face_boxes, group_of, image_tensor
 from edtalk.audio import windows_from_mel
-
-from .lmdb_store import LmdbReader, group_of
-
-
-def image_tensor(frame: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div(127.5).sub(1)
 
 
 class LmdbClips(Dataset, abc.ABC):
@@ -48,7 +42,10 @@ class LmdbClips(Dataset, abc.ABC):
         self.reader = LmdbReader(root / "lmdb")
         list_path = root / "lists" / f"{split}.json"
         if not list_path.is_file():
-            raise FileNotFoundError(f"no split list {list_path} (run data_preprocess/prepare_dataset.py)")
+            raise FileNotFoundError(
+                f"no split list {list_path}: re-run python -m data_preprocess.prepare_dataset with --output {root} "
+                "(finished videos are skipped; it writes the train, val and test lists)"
+            )
         self.names = json.loads(list_path.read_text())
         self.by_group = defaultdict(list)
         for name in self.names:
@@ -156,13 +153,6 @@ class CrossPairDataset(LmdbClips):
         target = int(rng.choice(list(valid)))
         identity = rng.randrange(len(landmarks))
         return self.reader.frame(name, identity), self.reader.frame(name, target), landmarks[target]
-
-
-def face_boxes(landmarks: np.ndarray, size: int = 256) -> np.ndarray:
-    """(T, 4) float32 x1, y1, x2, y2 around each frame's 68 landmarks; the whole crop where they were lost."""
-    boxes = np.concatenate([landmarks.min(axis=1), landmarks.max(axis=1)], axis=1)
-    boxes[np.isnan(boxes).any(axis=1)] = (0, 0, size, size)
-    return boxes.astype(np.float32)
 
 
 class AudioWindowDataset(LmdbClips):

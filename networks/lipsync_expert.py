@@ -1,10 +1,13 @@
-"""The lip-sync expert (Wav2Lip's SyncNet_color layout) and differentiable face crops for it."""
+"""The lip-sync expert (Wav2Lip's SyncNet_color layout) and the differentiable face crops it sees.
+
+Trained by train/train_syncnet.py (or Wav2Lip's lipsync_expert.pth, mapped by train/wav2lip.py); used by
+the audio-to-mouth stage's sync loss and by evaluation/sync.py's expert scores."""
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from networks.audio2lip import AUDIO_ENCODER_BLOCKS, ConvBlock
+from .audio2lip import AUDIO_ENCODER_BLOCKS, ConvBlock
 
 # (in, out, kernel, stride, padding, residual) of the face encoder: 5 stacked lower-half crops.
 FACE_ENCODER_BLOCKS = (
@@ -43,11 +46,6 @@ class SyncNet(nn.Module):
         a = F.normalize(self.audio_encoder(mel).flatten(1), dim=1)
         v = F.normalize(self.face_encoder(faces).flatten(1), dim=1)
         return (a * v).sum(dim=1)
-
-
-def sync_loss(similarity: torch.Tensor, in_sync: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Binary cross-entropy of the (clamped, [0, 1]) similarity against 1 (in sync) / 0 (off)."""
-    return F.binary_cross_entropy(similarity.clamp(1e-6, 1 - 1e-6), in_sync, reduction=reduction)
 
 
 def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, size: int = FACE_SIZE) -> torch.Tensor:
