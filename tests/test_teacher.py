@@ -188,3 +188,20 @@ def test_the_pose_style_never_sees_the_predicted_frames(tmp_path):
         np.testing.assert_allclose(item["style"][6:12].numpy(), outside.std(), rtol=1e-5)
     whole = PoseWindowDataset(root, "train", coefs, 40, 0, context=2, history=2, style_dropout=0.0)
     assert torch.equal(whole[0]["style"], torch.zeros(13))  # nothing outside a whole-clip window: no style
+
+
+def test_motion_checkpoints_record_the_teachers_fingerprint(synthetic_ckpts):
+    from edtalk.motion_template import fingerprint
+    from networks.audio2pose import Audio2Pose
+    from train.motion_stages import Audio2PoseStage
+
+    full, lip_pose = synthetic_ckpts / "EDTalk.pt", synthetic_ckpts / "EDTalk_lip_pose.pt"
+    import edtalk
+
+    gen = edtalk.load_generator(full)
+    heads = [gen.enc, gen.fc, gen.lip_fc, gen.pose_fc, gen.exp_fc]
+    assert teacher.generator_fingerprint(full) == fingerprint(heads) != teacher.generator_fingerprint(lip_pose)
+    stage = Audio2PoseStage()
+    stage.fingerprint = teacher.generator_fingerprint(full)
+    state = stage.state({"audio2pose": Audio2Pose()})
+    assert state["generator_fingerprint"] == fingerprint(heads) and "audio2pose" in state
