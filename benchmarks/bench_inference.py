@@ -49,8 +49,10 @@ import edtalk  # noqa: E402
 from edtalk import audio as audio_io  # noqa: E402
 from edtalk.device import PRECISIONS, precision_name, synchronize  # noqa: E402
 from edtalk.gfpgan import GFPGAN_FILE  # noqa: E402
+from edtalk.images import to_tensor  # noqa: E402
 from edtalk.motion import pose_track  # noqa: E402
-from edtalk.pipeline import TalkingHeadPipeline, pingpong, to_tensor  # noqa: E402
+from edtalk.pipeline import TalkingHeadPipeline  # noqa: E402
+from edtalk.rendering import pingpong  # noqa: E402
 from edtalk.video_io import VideoWriter, iter_frames, read_image  # noqa: E402
 from networks import EDTALK, LIP_POSE, Audio2Lip, Generator  # noqa: E402
 from networks.audio2exp import Audio2Exp  # noqa: E402

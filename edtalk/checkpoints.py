@@ -17,6 +17,7 @@ from networks.audio2exp import Audio2Exp
 from networks.audio2pose import Audio2Pose
 
 from .device import resolve_device
+from .emotions import EMOTIONS
 from .errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ CHECKPOINTS = {
     "EDTalk_lip_pose.pt": "lip-pose generator (mouth + pose, no expression)",
     "Audio2Lip.pt": "audio-to-mouth network",
 }
-EXPRESSIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
+EXPRESSIONS = EMOTIONS  # the predefined expression weights are named after the emotions
 EXPRESSION_DIR = "predefined_exp_weights"
 AUDIO2EXP_FILE = "Audio2Exp.pt"  # trained by the user (train/train_audio2exp.py), not downloadable
 AUDIO2POSE_FILE = "Audio2Pose.pt"  # trained by the user (train/train_audio2pose.py), not downloadable
@@ -82,8 +83,9 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint", hint: str | None
     return data
 
 
-def _strip_prefixes(state: dict) -> dict:
-    """Remove DataParallel / torch.compile prefixes from state-dict keys."""
+def strip_prefixes(state: dict) -> dict:
+    """A state dict without the DataParallel / DistributedDataParallel ('module.') and torch.compile
+    ('_orig_mod.') prefixes of its keys: the one place that removes them."""
     out = {}
     for key, value in state.items():
         for prefix in _PREFIXES:
@@ -100,7 +102,7 @@ def _state_dict(data: dict, entry: str, path: Path, expected: str) -> dict:
         )
         what = found or f"a file with entries {sorted(map(str, data))[:6]}"
         raise CheckpointError(f"{path} is {what}, but {expected} was expected")
-    return _strip_prefixes(data[entry])
+    return strip_prefixes(data[entry])
 
 
 def generator_kind(state: dict) -> str:
@@ -156,7 +158,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", kind: s
     config = _generator_config(state, path)
     gen = Generator(config)
     _load_strict(gen, state, path)
-    log.info("loaded %s generator from %s", found, path)
+    log.debug("loaded %s generator from %s", found, path)
     return gen.to(resolve_device(device)).eval()
 
 
@@ -179,6 +181,13 @@ def _load_network(
 def _trained_by(script: str) -> str:
     """What to do when a checkpoint that our training script makes is missing."""
     return f"train one with train/{script} and copy its checkpoints/best.pt there (see ckpts/README.md)"
+
+
+def trained_against(path: str | Path) -> str | None:
+    """The fingerprint of the generator an Audio2Exp / Audio2Pose checkpoint was trained against
+    (its "generator_fingerprint" entry, see motion_template.fingerprint), or None for older files."""
+    found = read_checkpoint(path).get("generator_fingerprint")
+    return str(found) if found is not None else None
 
 
 def load_audio2lip(path: str | Path, device: str | torch.device = "cpu") -> Audio2Lip:

@@ -59,5 +59,5 @@ def load_gfpgan(path: str | Path, device: str | torch.device = "cpu") -> GFPGANv
     state = _gfpgan_state(read_checkpoint(path, "GFPGAN checkpoint", gfpgan_where_to_get(path)), path)
     model = GFPGANv1Clean()
     _load_strict(model, state, path, "GFPGAN v1.3/v1.4")  # e.g. another channel multiplier or size
-    log.info("loaded GFPGAN from %s", path)
+    log.debug("loaded GFPGAN from %s", path)
     return model.to(resolve_device(device)).eval()

@@ -26,10 +26,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .cli import parser, pipeline_settings, render_file
+from .cli import parser, pipeline_options, render_file
 from .device import resolve_device
 from .errors import EDTalkError
 from .files import write_atomically
+from .options import PipelineOptions
 from .pipeline import TalkingHeadPipeline
 from .signals import Interrupted, stop_on_signals
 from .video_io import check_save_path
@@ -140,7 +141,7 @@ def run_jobs(
     Pipelines are made on first use and kept for the jobs that share their settings. Run inside
     `stop_on_signals()`: a signal stops the current job without leaving its output file behind.
     """
-    pipelines: dict[tuple, TalkingHeadPipeline] = {}
+    pipelines: dict[PipelineOptions, TalkingHeadPipeline] = {}
     results, frames, start = [], 0, time.perf_counter()
     for count, job in enumerate(jobs, 1):
         result = _run_job(job, inputs, ckpt_dir, device, pipelines)
@@ -171,11 +172,10 @@ def _run_job(job: Job, inputs: dict[str, list[str]], ckpt_dir: str, device: torc
         output = check_save_path(args.save_path, create_folder=True)
         if output.exists():
             return JobResult(job.line, save_path, "skipped")
-        settings = pipeline_settings(args, model)
-        key = tuple(sorted(settings.items()))
-        if key not in pipelines:
-            pipelines[key] = TalkingHeadPipeline(**settings)
-        written = render_file(pipelines[key], args, output)
+        options = pipeline_options(args, model)
+        if options not in pipelines:
+            pipelines[options] = TalkingHeadPipeline.from_options(options)
+        written = render_file(pipelines[options], args, output)
     except (EDTalkError, ValueError) as exc:
         return JobResult(job.line, save_path, "failed", _one_line(exc))
     except Exception as exc:  # a bug or a device failure (out of memory...): recorded, the next job runs

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .device import precision_name
+from .options import RenderOptions
 from .pipeline import TalkingHeadPipeline
 from .video_io import VideoWriter
 
@@ -32,17 +33,21 @@ class Written:
 
 
 def write_mp4(
-    pipe: TalkingHeadPipeline, save_path: Path, on_batch: Callable[[int, int], None] | None = None, **inputs
+    pipe: TalkingHeadPipeline,
+    save_path: Path,
+    on_batch: Callable[[int, int], None] | None = None,
+    request: RenderOptions | None = None,
+    **inputs,
 ) -> Written:
-    """Render `inputs` (TalkingHeadPipeline.render's arguments) into the mp4 `save_path` (already
-    checked by check_save_path).
+    """Render `request` (or RenderOptions(**inputs): TalkingHeadPipeline.render's arguments) into the
+    mp4 `save_path` (already checked by check_save_path).
 
     on_batch(frames written, total) runs after every batch (progress, a cancel or signal check):
     an exception it raises stops the render, and the writer removes its unfinished file (the
     clip's temporary files go too). It also runs after the last batch, before the file appears.
     """
     with (
-        pipe.render(**inputs) as result,
+        pipe.render(request or RenderOptions(**inputs)) as result,
         VideoWriter(save_path, result.fps, result.audio_path, num_frames=result.num_frames) as writer,
     ):
         for frames in result.frames:

@@ -125,12 +125,6 @@ def check_save_path(path: str | Path, create_folder: bool = False) -> Path:
     return path
 
 
-def to_uint8(images) -> np.ndarray:
-    """(B, 3, H, W) tensor in [-1, 1] -> (B, H, W, 3) uint8, by clamping (no per-clip min-max rescaling)."""
-    x = images.detach().clamp(-1, 1).add(1).mul(127.5).round().to("cpu")
-    return x.byte().permute(0, 2, 3, 1).numpy()
-
-
 class VideoWriter:
     """Writes an H.264 (yuv420p) mp4, optionally with an audio track re-encoded to AAC.
 

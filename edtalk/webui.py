@@ -134,11 +134,11 @@ class Studio:
         """Load the audio networks now, not on the first render: Audio2Lip, and Audio2Pose / Audio2Exp
         when their files are there (one that cannot be loaded loses its option); check the emotions."""
         for pipe in self.pipelines.values():
-            self._load(getattr, pipe, "audio2lip")
-            if AUDIO2POSE_FILE in self.options and self._load(getattr, pipe, "audio2pose") is None:
+            self._load(pipe.motion.model, "lip")
+            if AUDIO2POSE_FILE in self.options and self._load(pipe.motion.model, "pose") is None:
                 self.options.discard(AUDIO2POSE_FILE)
             if pipe.generator.has_expression and AUDIO2EXP_FILE in self.options:
-                if self._load(getattr, pipe, "audio2exp") is None:
+                if self._load(pipe.motion.model, "exp") is None:
                     self.options.discard(AUDIO2EXP_FILE)
         if FULL in self.pipelines:
             self._load(load_expression_weights, self.ckpt_dir / EXPRESSION_DIR, EXPRESSIONS)
@@ -154,8 +154,7 @@ class Studio:
             self.options.discard(GFPGAN_FILE)
             return
         restorer = FaceRestorer(gfpgan, batch_size=pipe.batch_size, aligner=FaceAligner())
-        for each in self.pipelines.values():
-            each.restorer = restorer
+        self.pipelines = {model: pipe.with_restorer(restorer) for model, pipe in self.pipelines.items()}
 
     def missing(self, model: str) -> str | None:
         """What to download for `model`, or None when its pipeline is loaded."""

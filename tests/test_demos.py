@@ -12,8 +12,8 @@ import demo_EDTalk_A
 import demo_EDTalk_V
 import demo_lip_pose
 import edtalk
-from edtalk.pipeline import to_tensor
-from edtalk.video_io import VideoWriter, iter_frames, read_image, to_uint8
+from edtalk.images import to_tensor, to_uint8
+from edtalk.video_io import VideoWriter, iter_frames, read_image
 
 from .conftest import MEDIA, ROOT
 from .test_checkpoints import make_expression_folder

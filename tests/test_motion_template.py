@@ -10,6 +10,7 @@ import pytest
 
 import demo_EDTalk_A
 import demo_lip_pose
+from edtalk.errors import EDTalkError
 from edtalk.motion_template import VERSION, MotionTemplate, TemplateError, load_template, save_template
 from edtalk.pipeline import TalkingHeadPipeline
 
@@ -41,10 +42,12 @@ def test_a_template_renders_the_frames_of_its_clip_for_mouth_pose_and_expression
         "pose": (3, 6),
         "exp": (3, 10),
     }
-    from_clip = frames_of(full_pipe, lip=clip, pose=clip, exp=clip)
-    from_template = frames_of(full_pipe, lip=path, pose=path, exp=path)
+    from_clip = frames_of(full_pipe, lip=clip, pose=clip, exp=clip, audio=SPEECH)
+    from_template = frames_of(full_pipe, lip=path, pose=path, exp=path, audio=SPEECH)
     assert from_clip.shape == (3, 256, 256, 3)
     assert np.array_equal(from_template, from_clip)  # same process, same coefficients: bit-identical
+    with pytest.raises(EDTalkError, match="carries no soundtrack.*--audio_driving_path"):
+        full_pipe.render(SOURCE, lip=path)  # a mouth template and no speech: not a silent video
     # a template read for a shorter output is cut as the clip would be
     head = full_pipe.driver_coefficients(path, ["pose"], limit=2)["pose"]
     assert head.shape == (2, 6) and np.array_equal(head.numpy(), template.coefficients["pose"][:2])

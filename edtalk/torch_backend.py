@@ -1,0 +1,91 @@
+"""The generator as the renderer sees it: a narrow interface, and its PyTorch implementation.
+
+The pipeline reaches the generator only through `GeneratorBackend`, so another runtime (e.g. an
+OpenVINO model in edtalk/backends/) can be injected in place of `TorchGenerator`:
+
+    encode_source(crops)                  (N, 256, 256, 3) uint8 face crops -> an opaque encoding
+    animate(encoded, lip, pose, exp)      coefficient tensors (B, 20), (B, 6) or None, (1 or B, 10) or
+                                          None -> (B, S, S, 3) uint8 frames
+    motion(crops, parts)                  (N, 256, 256, 3) uint8 -> {part: (N, dim)} coefficients
+    config, model, device, precision, fingerprint
+"""
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from networks import Generator, GeneratorConfig
+
+from .device import exact_fp32
+from .images import to_tensor, to_uint8
+from .motion_template import fingerprint
+
+
+class GeneratorBackend(Protocol):
+    config: GeneratorConfig
+    model: str  # 'full' or 'lip_pose'
+    device: torch.device  # where coefficient tensors live
+    precision: torch.dtype
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def encode_source(self, crops: np.ndarray) -> Any: ...
+
+    def animate(
+        self, encoded: Any, lip: torch.Tensor, pose: torch.Tensor | None, exp: torch.Tensor | None
+    ) -> np.ndarray: ...
+
+    def motion(self, crops: np.ndarray, parts: Sequence[str]) -> dict[str, torch.Tensor]: ...
+
+
+class TorchGenerator:
+    """A `networks.Generator` run on `device` in `precision` (float32: exact, no TF32; else autocast)."""
+
+    def __init__(self, generator: Generator, model: str, device: torch.device, precision: torch.dtype):
+        self.generator = generator
+        self.config = generator.config
+        self.model = model
+        self.device = device
+        self.precision = precision
+        self._fingerprint = None
+
+    @contextlib.contextmanager
+    def running(self):
+        """Context for running the generator: no autograd, and autocast unless fp32 (then no TF32 either)."""
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.inference_mode())
+            if self.precision != torch.float32:
+                stack.enter_context(torch.autocast(self.device.type, dtype=self.precision))
+            else:
+                stack.enter_context(exact_fp32(self.device))
+            yield
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of the weights that turn frames into coefficients (encoder and motion heads)."""
+        if self._fingerprint is None:
+            gen = self.generator
+            heads = [gen.enc, gen.fc, gen.lip_fc, gen.pose_fc] + ([gen.exp_fc] if gen.has_expression else [])
+            self._fingerprint = fingerprint(heads)
+        return self._fingerprint
+
+    def encode_source(self, crops: np.ndarray):
+        """A `SourceEncoding` of (N, 256, 256, 3) uint8 crops."""
+        with self.running():
+            return self.generator.encode_source(to_tensor(crops, self.device))
+
+    def animate(self, encoded, lip: torch.Tensor, pose: torch.Tensor | None, exp: torch.Tensor | None) -> np.ndarray:
+        """(B, S, S, 3) uint8 frames of the encoded source(s) moved by the coefficients."""
+        with self.running():
+            out = self.generator.animate(encoded, lip, pose, exp)
+        return to_uint8(out.float())
+
+    def motion(self, crops: np.ndarray, parts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """{part: (N, dim)} motion coefficients of (N, 256, 256, 3) uint8 face crops."""
+        with self.running():
+            h = self.generator.encode(to_tensor(crops, self.device))
+            return {part: self.generator.coefficients(h, part) for part in parts}
