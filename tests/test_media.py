@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edtalk import crop_geometry, face_align, face_paste
-from edtalk.pipeline import pingpong
+from edtalk.rendering import pingpong
 from edtalk.video_io import MediaError, VideoWriter, iter_frames, read_image, stream_kinds
 
 from .conftest import MEDIA, ROOT
