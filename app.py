@@ -10,6 +10,7 @@ import sys
 
 from edtalk.checkpoints import DEFAULT_CKPT_DIR
 from edtalk.errors import EDTalkError
+from edtalk.live.server import mount_live
 from edtalk.webui_page import build_app
 
 EXAMPLE = "python app.py --ckpt_dir ckpts --device auto --port 7860   # then open http://127.0.0.1:7860"
@@ -36,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     except EDTalkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=True)
+    mount_live(demo.app, args.ckpt_dir, args.device)  # ws://HOST:PORT/live/ws (docs/live.md)
+    demo.block_thread()
     return 0
 
 
