@@ -82,6 +82,13 @@ def fingerprint(modules: list[torch.nn.Module]) -> str:
     return digest.hexdigest()[:16]
 
 
+def motion_fingerprint(gen: torch.nn.Module) -> str:
+    """`fingerprint` of a generator's weights that turn frames into coefficients (encoder and motion
+    heads): what motion templates and the Audio2Pose / Audio2Exp checkpoints record."""
+    heads = [gen.enc, gen.fc, gen.lip_fc, gen.pose_fc] + ([gen.exp_fc] if gen.has_expression else [])
+    return fingerprint(heads)
+
+
 def save_template(template: MotionTemplate, path: str | Path) -> Path:
     """Write `template` to `path` (checked with `check_template_path`), atomically."""
     path = check_template_path(path)

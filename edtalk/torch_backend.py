@@ -21,7 +21,7 @@ from networks import Generator, GeneratorConfig
 
 from .device import exact_fp32
 from .images import to_tensor, to_uint8
-from .motion_template import fingerprint
+from .motion_template import motion_fingerprint
 
 
 class GeneratorBackend(Protocol):
@@ -68,9 +68,7 @@ class TorchGenerator:
     def fingerprint(self) -> str:
         """Fingerprint of the weights that turn frames into coefficients (encoder and motion heads)."""
         if self._fingerprint is None:
-            gen = self.generator
-            heads = [gen.enc, gen.fc, gen.lip_fc, gen.pose_fc] + ([gen.exp_fc] if gen.has_expression else [])
-            self._fingerprint = fingerprint(heads)
+            self._fingerprint = motion_fingerprint(self.generator)
         return self._fingerprint
 
     def encode_source(self, crops: np.ndarray):

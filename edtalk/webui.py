@@ -46,6 +46,7 @@ from .errors import CheckpointError, EDTalkError  # noqa: E402
 from .face_align import FaceAligner  # noqa: E402
 from .face_sr import FaceRestorer  # noqa: E402
 from .gfpgan import GFPGAN_FILE, load_gfpgan  # noqa: E402
+from .options import RenderOptions, defaults  # noqa: E402
 from .output import write_mp4  # noqa: E402
 from .pipeline import MODEL_FILES, TalkingHeadPipeline  # noqa: E402
 
@@ -60,6 +61,7 @@ NO_SECOND = "none"  # second-emotion choice: no mix
 GENERATOR = "generator"  # concurrency group of every render: one at a time, whatever the tab or API
 CACHE_LIFETIME = (600, 3600)  # Gradio's copies: every 10 min, delete those older than an hour
 FILE_BOX_HEIGHT = 150  # px: room for the upload icon and the file's name, so that a tab fits on a screen
+POSE_TEMPERATURE = defaults(RenderOptions)["pose_temperature"]  # the schema's default, for the sliders
 PROGRESS = gr.Progress()  # the default that tells Gradio to pass a handler its progress tracker
 
 
@@ -180,7 +182,7 @@ class Studio:
         *,
         pose_from_audio: bool = True,
         seed: float = 0,
-        temperature: float = 0.7,
+        temperature: float = POSE_TEMPERATURE,
         exp_from_audio: bool = False,
         face_sr: bool = False,
     ) -> str:
@@ -260,7 +262,7 @@ class Studio:
         *,
         pose_from_audio: bool = True,
         seed: float = 0,
-        temperature: float = 0.7,
+        temperature: float = POSE_TEMPERATURE,
         face_sr: bool = False,
     ) -> str:
         """Lip-pose model (keeps the source's expression): the mouth follows `audio` or `lip_video`,

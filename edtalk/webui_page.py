@@ -6,7 +6,7 @@ wired to the render actions of edtalk.webui.Studio.
 """
 
 # first: edtalk.webui sets Gradio's environment (no telemetry, offline) before gradio is imported
-from .webui import CACHE_LIFETIME, FILE_BOX_HEIGHT, GENERATOR, NO_SECOND, OPTIONAL, Studio
+from .webui import CACHE_LIFETIME, FILE_BOX_HEIGHT, GENERATOR, NO_SECOND, OPTIONAL, POSE_TEMPERATURE, Studio
 
 # isort: split
 from collections.abc import Callable
@@ -87,7 +87,9 @@ def _pose_from_audio(studio: Studio) -> dict:
         on = gr.Checkbox(True, label=label)
         with gr.Row():
             seed = gr.Number(0, precision=0, label="Seed")
-            temperature = gr.Slider(0, 1.5, value=0.7, step=0.05, label="Temperature (0: the most likely motion)")
+            temperature = gr.Slider(
+                0, 1.5, value=POSE_TEMPERATURE, step=0.05, label="Temperature (0: the most likely motion)"
+            )
     return dict(pose_from_audio=on, seed=seed, temperature=temperature)
 
 

@@ -260,10 +260,11 @@ class Audio2Pose(nn.Module):
         self,
         start: torch.Tensor,
         style: torch.Tensor | None = None,
-        temperature: float = 0.7,
+        temperature: float = 1.0,
         seed: int = 0,
     ) -> "PoseStream":
-        """A generator of poses fed with consecutive chunks of mel windows (see `PoseStream`).
+        """A generator of poses fed with consecutive chunks of mel windows (see `PoseStream`);
+        temperature 1 samples the trained distribution (renders pass the user's choice).
 
         start: (B, pose_dim) or (pose_dim,) the pose before the first frame (e.g. the source's own).
         """
@@ -275,7 +276,7 @@ class Audio2Pose(nn.Module):
         windows: torch.Tensor,
         start: torch.Tensor,
         style: torch.Tensor | None = None,
-        temperature: float = 0.7,
+        temperature: float = 1.0,
         seed: int = 0,
     ) -> torch.Tensor:
         """Poses for one clip in one go: windows (T, 1, 80, 16) or (B, T, 1, 80, 16) -> (T, 6) / (B, T, 6)."""

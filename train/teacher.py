@@ -50,7 +50,7 @@ from edtalk.audio import windows_from_mel
 from edtalk.checkpoints import load_generator
 from edtalk.errors import CheckpointError
 from edtalk.files import write_atomically
-from edtalk.motion_template import fingerprint
+from edtalk.motion_template import motion_fingerprint
 from networks.audio2exp import EMOTIONS
 
 from . import distributed
@@ -158,8 +158,7 @@ def generator_fingerprint(path: str | Path) -> str:
         gen = load_generator(path, "cpu")
     except CheckpointError as exc:
         raise SystemExit(f"--generator: {exc}") from None
-    heads = [gen.enc, gen.fc, gen.lip_fc, gen.pose_fc] + ([gen.exp_fc] if gen.has_expression else [])
-    return fingerprint(heads)
+    return motion_fingerprint(gen)
 
 
 def write(path: Path, names: list[str], stamps: list[str], coefs: dict[str, list[np.ndarray]]) -> None:

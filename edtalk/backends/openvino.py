@@ -26,7 +26,7 @@ import networks
 from networks import Generator
 from networks.generator import SourceEncoding
 
-from ..motion_template import fingerprint
+from ..motion_template import fingerprint, motion_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +117,7 @@ class OpenVINOGenerator:
     def fingerprint(self) -> str:
         """Fingerprint of the weights that turn frames into coefficients (encoder and motion heads)."""
         if self._fingerprint is None:
-            gen = self.generator
-            heads = [gen.enc, gen.fc, gen.lip_fc, gen.pose_fc] + ([gen.exp_fc] if gen.has_expression else [])
-            self._fingerprint = fingerprint(heads)
+            self._fingerprint = motion_fingerprint(self.generator)
         return self._fingerprint
 
     def _request(self, part: str, examples: list[torch.Tensor]) -> ov.InferRequest:
