@@ -42,7 +42,7 @@ def option(default: Any, flag: str | None = None, help: str = "", negate: bool =
 class PipelineOptions:
     """How a pipeline is built (see TalkingHeadPipeline): one set per loaded generator."""
 
-    ckpt_dir: Path | str = option(DEFAULT_CKPT_DIR, "ckpt_dir", "checkpoint folder (see ckpts/README.md)")
+    ckpt_dir: Path | str = option(str(DEFAULT_CKPT_DIR), "ckpt_dir", "checkpoint folder (see ckpts/README.md)")
     model: str = option(FULL, help="'full' (EDTalk.pt) or 'lip_pose' (EDTalk_lip_pose.pt): set by each demo")
     generator_path: Pathish = option(
         None,
