@@ -81,7 +81,7 @@ def seed_teacher(folder: Path, data: Path) -> tuple[dict[str, dict], Path]:
     dims = {"lip": EDTALK.lip_dim, "pose": EDTALK.pose_dim, "exp": EDTALK.exp_dim}
     coefs = {p: [torch.randn(reader.length(n), d).numpy() for n in names] for p, d in dims.items()}
     cache = teacher.cache_path(data, full)
-    teacher.write(cache, names, coefs)
+    teacher.write(cache, names, [reader.stamp(n) for n in names], coefs)
     return {name: {"generator": str(full)} for name in MOTION_STAGES}, cache
 
 

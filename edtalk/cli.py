@@ -148,15 +148,15 @@ def render_to_file(args: argparse.Namespace, model: str) -> int:
     args.save_path (or, with --save_motion, save a driving clip's motion); 0 on success.
 
     Notes (e.g. about an optional checkpoint not found) are logged at info level, shown unless
-    --quiet. User mistakes end with a one-line message on stderr and exit code 1; SIGINT / SIGTERM
+    --quiet; warnings (e.g. a silent output) are shown either way. User mistakes end with a one-line message on stderr and exit code 1; SIGINT / SIGTERM
     end with "interrupted" and 130 / 143. In either case nothing is left behind: no output file, no
     temporary files.
     """
     quiet = args.quiet
-    logging.basicConfig(format="%(message)s", level=logging.ERROR if quiet else logging.WARNING)
+    logging.basicConfig(format="%(message)s", level=logging.WARNING)
     logger = logging.getLogger("edtalk")
     level = logger.level
-    logger.setLevel(logging.ERROR if quiet else logging.INFO)  # for this run only (a library caller's stays)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)  # for this run only (a library caller's stays)
     try:
         with stop_on_signals():
             if getattr(args, "save_motion", None):

@@ -174,6 +174,7 @@ def _run_job(job: Job, inputs: dict[str, list[str]], ckpt_dir: str, device: torc
             return JobResult(job.line, save_path, "skipped")
         options = pipeline_options(args, model)
         if options not in pipelines:
+            log.info("line %d: loading the %s model", job.line, model)
             pipelines[options] = TalkingHeadPipeline.from_options(options)
         written = render_file(pipelines[options], args, output)
     except (EDTalkError, ValueError) as exc:

@@ -136,7 +136,7 @@ def emotional_set(root):
         mel[:, 10 * emotion : 10 * emotion + 10] += 4
         clips[name] = (random_frames(rng, 3), mel)
     clips["WDA_Speaker_000"] = (random_frames(rng, 3), rng.uniform(-4, 4, (11, 80)).astype(np.float32))
-    return write_set(root, clips, test=("W009#happy#level_2#003", "WDA_Speaker_000"))
+    return write_set(root, clips, held_out=("W009#happy#level_2#003", "WDA_Speaker_000"))
 
 
 def test_script_under_torchrun_resumes_and_drives_the_demo(tmp_path, synthetic_ckpts, short_speech):
@@ -184,7 +184,7 @@ def test_pipeline_takes_the_expression_from_the_audio_when_nothing_else_sets_it(
 
     settings = dict(ckpt_dir=synthetic_ckpts, device="cpu", crop=False, progress=False, precision="fp32")
     without = TalkingHeadPipeline(**settings)  # no Audio2Exp.pt in the checkpoint folder
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("INFO"):
         fixed = rendered(without, short_speech)
     assert "the source keeps its own expression" in caplog.text and "Audio2Exp.pt" in caplog.text
     np.testing.assert_array_equal(fixed, rendered(without, short_speech, exp_from_audio=False))
@@ -192,7 +192,7 @@ def test_pipeline_takes_the_expression_from_the_audio_when_nothing_else_sets_it(
     pipe = TalkingHeadPipeline(**settings, audio2exp_path=audio2exp_ckpt)
     assert pipe.audio2exp.context == 3 + 4  # sizes read from the checkpoint: depth 2, smoothing radius 4
     caplog.clear()
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("INFO"):
         auto = rendered(pipe, short_speech)
     assert "it sounds" in caplog.text and "confidence" in caplog.text
     np.testing.assert_array_equal(auto, rendered(pipe, short_speech, exp_from_audio=True))

@@ -244,7 +244,7 @@ def pose_set(root):
     """Three clips of 10 frames with audio (two to train, one to validate)."""
     rng = np.random.default_rng(0)
     clips = {f"P{i}": (random_frames(rng, 10), rng.uniform(-4, 4, (34, 80)).astype(np.float32)) for i in range(3)}
-    return write_set(root, clips, test=("P2",))
+    return write_set(root, clips, held_out=("P2",))
 
 
 def test_script_under_torchrun_resumes_and_moves_the_head_in_the_demo(tmp_path, synthetic_ckpts, monkeypatch):

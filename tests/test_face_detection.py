@@ -196,7 +196,7 @@ def test_pipeline_passes_face_index_to_the_aligner(synthetic_ckpts):
     from edtalk.pipeline import TalkingHeadPipeline
 
     pipe = TalkingHeadPipeline(synthetic_ckpts, device="cpu", face_index=2)
-    assert pipe.aligner.face_index == 2
+    assert pipe.reader.aligner.face_index == 2
 
 
 @pytest.mark.slow  # ~8 s alone (most of it the first mel spectrogram); the aligner tests above take 1-2 s

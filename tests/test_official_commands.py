@@ -217,8 +217,9 @@ def test_help_shows_defaults_and_keeps_the_example_layout(name, capsys):
     assert "(default: False)" not in out and "(default: None)" not in out
     example = demo(name).EXAMPLE
     assert f"example:\n  {example}\n" in out  # one line, not re-wrapped
-    for flag in ("--model_path", "--audio2lip_model_path", "--need_crop_source_img", "--face_sr"):
+    for flag in ("--model_path", "--need_crop_source_img", "--face_sr"):
         assert flag in out
+    assert ("--audio2lip_model_path" in out) == ("audio_driving_path" in demo(name).INPUTS)  # mouth from audio
     if "predefined" in name:
         assert "(default: angry)" in out or "(default: contempt)" in out
 
@@ -321,7 +322,8 @@ def test_missing_checkpoint_names_the_folder_used(tmp_path, capsys):
 def test_missing_expression_weights_name_the_folder_used(tmp_path, capsys, synthetic_ckpts):
     folder = tmp_path / "only_models"
     folder.mkdir()
-    (folder / "EDTalk.pt").symlink_to(synthetic_ckpts / "EDTalk.pt")
+    for name in ("EDTalk.pt", "Audio2Lip.pt"):
+        (folder / name).symlink_to(synthetic_ckpts / name)
     argv = ["--source_path", str(SOURCE), "--audio_driving_path", str(SPEECH), "--no_crop", "--quiet"]
     code = demo("demo_EDTalk_A_using_predefined_exp_weights").main(
         [*argv, "--ckpt_dir", str(folder), "--save_path", str(tmp_path / "out.mp4")]

@@ -59,6 +59,7 @@ def test_two_processes_render_their_shares_record_a_bad_job_and_skip_outputs_on_
             "model": "full",
             "source_path": str(SOURCE),
             "lip_driving_path": str(template(tmp_path / "lip.npz", "full")),
+            "audio_driving_path": str(SPEECH),  # a mouth template carries no soundtrack
             "exp_type": "happy",
             "no_crop": True,
             "save_path": str(out / "sub" / "b.mp4"),
@@ -90,13 +91,13 @@ def test_two_processes_render_their_shares_record_a_bad_job_and_skip_outputs_on_
     assert results[3]["error"] == "unknown key 'colour' for a lip_pose job"
     assert re.fullmatch(r"image not found: .*missing.jpg", results[4]["error"])
     assert probe(out / "a.mp4") == (12, 25.0, (256, 256), True)  # the speech's length
-    assert probe(out / "sub" / "b.mp4") == (3, 25.0, (256, 256), False)  # the mouth template's length, silent
+    assert probe(out / "sub" / "b.mp4") == (3, 25.0, (256, 256), True)  # the mouth template's length
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["a.mp4", "sub", "sub/b.mp4"]
     assert re.search(
         r"line 1 done: .*a.mp4, 12 frames in [\d.]+ s \([\d.]+ frames/s\) \[rank 0: 1/2 jobs", first.stderr
     )
     assert "line 3 failed: unknown key 'colour'" in first.stderr
-    assert first.stderr.count("loaded full generator") == 1  # lines 2 and 4 share rank 1's pipeline
+    assert first.stderr.count("loading the full model") == 1  # lines 2 and 4 share rank 1's pipeline
     assert re.search(r"4 jobs: 2 done, 0 skipped, 2 failed; 15 frames in", first.stderr)
 
     written = {p: p.stat().st_mtime_ns for p in out.rglob("*.mp4")}
@@ -109,7 +110,8 @@ def test_two_processes_render_their_shares_record_a_bad_job_and_skip_outputs_on_
 
 def test_a_list_of_good_jobs_exits_0_in_one_process(ckpt_dir, tmp_path, caplog):  # noqa: F811
     lip = str(template(tmp_path / "lip.npz", "lip_pose", frames=1))
-    job = {"model": "lip_pose", "source_path": str(SOURCE), "lip_driving_path": lip, "no_crop": True}
+    job = {"model": "lip_pose", "source_path": str(SOURCE), "lip_driving_path": lip, "audio_driving_path": str(SPEECH)}
+    job["no_crop"] = True
     jobs = write_jobs(tmp_path / "jobs.jsonl", {**job, "save_path": str(tmp_path / "a.mp4")})
     with caplog.at_level(logging.INFO):
         code = render_many.main(["--jobs", str(jobs), "--ckpt_dir", str(ckpt_dir), "--device", "cpu"])

@@ -12,9 +12,10 @@ from networks import Generator
 from train import teacher
 
 
-def write_set(root, clips: dict, test: tuple = ()):
+def write_set(root, clips: dict, held_out: tuple = ()):
     """A prepared set without the face pipeline: clips = {name: (frames (T, 256, 256, 3) uint8, mel
-    (n, 80) or None)}; names in `test` go to lists/test.json, the others to lists/train.json."""
+    (n, 80) or None)}; names in `held_out` go to lists/val.json and lists/test.json, the others to
+    lists/train.json."""
     writer = LmdbWriter(root / "lmdb", 25.0, 256, 5.0)
     for name, (frames, mel) in clips.items():
         t = len(frames)
@@ -26,7 +27,8 @@ def write_set(root, clips: dict, test: tuple = ()):
     writer.close()
     (root / "lists").mkdir(exist_ok=True)
     (root / "lists" / "train.json").write_text(json.dumps([n for n in names if n not in test]))
-    (root / "lists" / "test.json").write_text(json.dumps([n for n in names if n in test]))
+    for split in ("val", "test"):
+        (root / "lists" / f"{split}.json").write_text(json.dumps([n for n in names if n in held_out]))
     return root
 
 

@@ -38,7 +38,7 @@ def script(name, *args, nproc=1):
     return cmd, env
 
 
-COMMON = ["--split", "all", "--workers", "0", "--log_every", "1", "--save_every", "1"]
+COMMON = ["--split", "all", "--val_split", "test", "--workers", "0", "--log_every", "1", "--save_every", "1"]
 
 
 def test_e_g_under_torchrun_then_resume_and_render(data, tmp_path, synthetic_ckpts):
