@@ -24,8 +24,8 @@ from evaluation.sync import (
     offset_search,
     to_pcm16,
 )
-from networks.syncnet import SyncNetV2
 from networks.lipsync_expert import SyncNet
+from networks.syncnet import SyncNetV2
 
 from .conftest import MEDIA
 from .synthetic_syncnet_weights import FIXTURES, cached_weights, checksum_mismatches, make_state_dict, read_table

@@ -26,7 +26,7 @@ def write_set(root, clips: dict, held_out: tuple = ()):
     names = writer.finalize()
     writer.close()
     (root / "lists").mkdir(exist_ok=True)
-    (root / "lists" / "train.json").write_text(json.dumps([n for n in names if n not in test]))
+    (root / "lists" / "train.json").write_text(json.dumps([n for n in names if n not in held_out]))
     for split in ("val", "test"):
         (root / "lists" / f"{split}.json").write_text(json.dumps([n for n in names if n in held_out]))
     return root

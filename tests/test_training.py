@@ -121,8 +121,8 @@ def test_other_stages_under_torchrun_train_only_their_parameters(data, tmp_path,
 
 
 def test_overfitting_one_pair_lowers_the_loss(data):
-    from train.datasets import PairDataset
     from networks import LIP_POSE, Generator
+    from train.datasets import PairDataset
 
     torch.manual_seed(0)
     stage = EncoderGeneratorStage()
