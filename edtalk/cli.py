@@ -149,8 +149,8 @@ def render_to_file(args: argparse.Namespace, model: str) -> int:
 
     Notes (e.g. about an optional checkpoint not found) are logged at info level, shown unless
     --quiet; warnings (e.g. a silent output) are shown either way. User mistakes end with a one-line
-    message on stderr and exit code 1; SIGINT / SIGTERM end with "interrupted" and 130 / 143. In either case nothing is left behind: no output file, no
-    temporary files.
+    message on stderr and exit code 1; SIGINT / SIGTERM end with "interrupted" and 130 / 143. In
+    either case nothing is left behind: no output file, no temporary files.
     """
     quiet = args.quiet
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
