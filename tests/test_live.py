@@ -14,6 +14,7 @@ from edtalk.live.features import FRAME_SAMPLES
 from edtalk.options import PipelineOptions
 from edtalk.torch_backend import TorchGenerator
 from edtalk.video_io import read_image
+from networks.audio2pose import Audio2Pose
 
 from .conftest import MEDIA
 
@@ -31,18 +32,24 @@ class FakeClock:
 
 
 class StubRenderer:
-    """A generator backend that draws nothing and costs `cost` seconds of the fake clock per frame."""
+    """A generator backend that draws nothing, costs `cost` seconds of the fake clock per frame and
+    records the head pose of every frame it draws (None: the source's own)."""
 
     def __init__(self, clock: FakeClock, cost: float = 0.0):
         self.clock, self.cost = clock, cost
         self.device = torch.device("cpu")
         self.config = type("Config", (), {"has_expression": False})()
+        self.poses = []
 
     def encode_source(self, crops):
         return None
 
+    def motion(self, crops, parts):
+        return {part: torch.zeros(len(crops), 6) for part in parts}
+
     def animate(self, encoded, lip, pose, exp):
         self.clock.now += self.cost * len(lip)
+        self.poses.append(None if pose is None else pose[0].clone())
         return np.zeros((len(lip), 8, 8, 3), np.uint8)
 
 
@@ -58,8 +65,8 @@ def offline_lip(speech, audio2lip) -> torch.Tensor:
     return audio2lip.predict(torch.from_numpy(windows))
 
 
-def pipeline_options(ckpts) -> PipelineOptions:
-    return PipelineOptions(ckpt_dir=ckpts, model=LIP_POSE, device="cpu", precision="fp32", crop=False)
+def pipeline_options(ckpts, **extra) -> PipelineOptions:
+    return PipelineOptions(ckpt_dir=ckpts, model=LIP_POSE, device="cpu", precision="fp32", crop=False, **extra)
 
 
 def stream(session: LiveSession, samples: np.ndarray, chunk: int, rate: int = 16000) -> list:
@@ -69,10 +76,11 @@ def stream(session: LiveSession, samples: np.ndarray, chunk: int, rate: int = 16
     return frames + session.close()
 
 
-def stub_session(ckpts, clock=None, cost=0.0, **live) -> LiveSession:
+def stub_session(ckpts, clock=None, cost=0.0, pipeline=None, **live) -> LiveSession:
     clock = clock or FakeClock()
     source = np.zeros((256, 256, 3), np.uint8)
-    return LiveSession(source, pipeline_options(ckpts), LiveOptions(**live), StubRenderer(clock, cost), clock)
+    pipeline = pipeline or pipeline_options(ckpts)
+    return LiveSession(source, pipeline, LiveOptions(**live), StubRenderer(clock, cost), clock)
 
 
 @pytest.mark.parametrize("chunk_ms", [10, 40, 137, 1000])
@@ -107,6 +115,23 @@ def test_silence_closes_the_mouth(synthetic_ckpts, speech):
     rest = session.lip.rest.numpy()  # the mouth Audio2Lip draws for digital silence
     np.testing.assert_allclose(lip[15 + 5 : -1], np.broadcast_to(rest, lip[20:-1].shape), atol=1e-5)
     assert np.abs(lip[:12] - rest).max(axis=1).min() > 1e-3  # while speaking it is not at rest
+
+
+def test_the_head_idles_in_silence_with_audio2pose_and_stays_still_without(synthetic_ckpts, speech, tmp_path):
+    torch.manual_seed(0)  # an untrained flow: its motion is the speech-independent part the idle head shows
+    torch.save({"audio2pose": Audio2Pose(hidden=16, steps=1).state_dict()}, tmp_path / "Audio2Pose.pt")
+    clip = np.concatenate([speech[: 4 * FRAME_SAMPLES], np.zeros(16 * FRAME_SAMPLES, np.float32)])
+    pose_ckpt = pipeline_options(synthetic_ckpts, audio2pose_path=tmp_path / "Audio2Pose.pt")
+    idle = stub_session(synthetic_ckpts, pipeline=pose_ckpt)
+    still = stub_session(
+        synthetic_ckpts, pipeline=pipeline_options(synthetic_ckpts, audio2pose_path=tmp_path / "no.pt")
+    )
+    stream(idle, clip, 800), stream(still, clip, 800)
+    assert len(idle.renderer.poses) == len(still.renderer.poses) == 20
+    silent = torch.stack(idle.renderer.poses[9:])  # frames whose audio (window and pose context) is all silence
+    assert silent.shape == (11, 6) and silent.std(0).min() > 1e-3  # the head keeps moving, not frozen
+    assert silent.abs().max() < 10  # and stays near its rest (no drift away)
+    assert still.renderer.poses == [None] * 20  # no checkpoint: the source's own pose on every frame
 
 
 def test_a_slow_renderer_drops_frames_evenly_and_keeps_the_sample_clock(synthetic_ckpts, speech):
