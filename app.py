@@ -10,7 +10,7 @@ import sys
 
 from edtalk.checkpoints import DEFAULT_CKPT_DIR
 from edtalk.errors import EDTalkError
-from edtalk.live.server import mount_live
+from edtalk.live.mount import mount_live
 from edtalk.webui_page import build_app
 
 EXAMPLE = "python app.py --ckpt_dir ckpts --device auto --port 7860   # then open http://127.0.0.1:7860"

@@ -1,7 +1,7 @@
 """The live WebSocket endpoint: a PCM stream in (e.g. from a TTS engine), frames out.
 
-Served by the web UI's process (`add_live_route(app, LiveService(...))` on its FastAPI app) at
-`/live/ws`. The protocol (docs/live.md; examples/live_client.py is a client):
+Served by the web UI's process (edtalk.live.mount.mount_live) at `/live/ws`. The protocol
+(docs/live.md; examples/live_client.py is a client):
 
 1. The client sends a JSON text message, the hello: {"source": base64 image file (JPEG/PNG) of
    the face, "sample_rate": Hz, "format": "f32" | "s16" (little-endian mono, default f32),
@@ -133,10 +133,10 @@ def add_live_route(app: FastAPI, service: LiveService) -> None:
         await serve(ws, service)
 
     app.add_api_websocket_route(ROUTE, endpoint)
-    app.router.routes.insert(0, app.router.routes.pop())
+    to_front(app)
 
 
-def mount_live(app: FastAPI, ckpt_dir, device: str = "auto") -> None:
-    """Serve the live endpoint on a running web UI's app (`demo.app` after
-    `demo.launch(prevent_thread_lock=True)`); the networks load on the first connection."""
-    add_live_route(app, LiveService(PipelineOptions(ckpt_dir=ckpt_dir, device=device)))
+def to_front(app: FastAPI, count: int = 1) -> None:
+    """Move the `count` routes added last ahead of the others (the web UI ends with a catch-all route)."""
+    routes = app.router.routes
+    routes[:0] = [routes.pop() for _ in range(count)][::-1]
