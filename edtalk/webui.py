@@ -9,11 +9,17 @@ mouth video) and re-dubbing a video. Options that need an optional checkpoint (h
 expression from the audio, face restoration) appear only when that file is in the checkpoint
 folder. A missing generator does not stop the app: the page says what to download and where.
 
+Every tab renders through one path, Studio.render: the tab's controls' values, keyed by the
+RenderOptions fields they set (edtalk/options.py, whose defaults are the controls' start values),
+become one RenderOptions; how the tabs differ (model, required uploads, fixed fields) is data in
+MODES.
+
 One render runs at a time (the others wait in the queue and see their place); a progress bar shows
 frames done / total and the time left, and Cancel stops a render within one batch, leaving no
-partial file. A bad input shows the demos' one-line message in the page. Outputs are written to a
-temporary folder that is removed at exit; Gradio's copies of uploads and outputs are deleted after
-an hour. The audio-driven tab is also the API endpoint `render` (see README.md, "Web UI").
+partial file ("cancelled: nothing was written"). A bad input shows the demos' one-line message in
+the result area until the next render. Outputs are written to a temporary folder that is removed
+at exit; Gradio's copies of uploads and outputs are deleted after an hour. The audio-driven render
+is also the API endpoint `render` (see docs/webui.md).
 """
 
 import os
@@ -21,13 +27,16 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported: no telemetry
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the app never reaches the Hugging Face Hub
 
+import functools  # noqa: E402
 import math  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
@@ -46,7 +55,7 @@ from .errors import CheckpointError, EDTalkError  # noqa: E402
 from .face_align import FaceAligner  # noqa: E402
 from .face_sr import FaceRestorer  # noqa: E402
 from .gfpgan import GFPGAN_FILE, load_gfpgan  # noqa: E402
-from .options import RenderOptions, defaults  # noqa: E402
+from .options import PipelineOptions, RenderOptions, defaults  # noqa: E402
 from .output import write_mp4  # noqa: E402
 from .pipeline import MODEL_FILES, TalkingHeadPipeline  # noqa: E402
 
@@ -57,12 +66,35 @@ OPTIONAL = {
     GFPGAN_FILE: "face restoration with GFPGAN",
 }
 NO_SOURCE = "no source: upload a photo (or, to re-dub, a video)"
+NO_MOUTH_VIDEO = "no mouth video: upload the video whose mouth movements drive the face"
 NO_SECOND = "none"  # second-emotion choice: no mix
+DEFAULT_EMOTION = "neutral"  # the emotion control's start value
+CANCELLED = "cancelled: nothing was written"
+DEFAULTS = defaults(RenderOptions)  # the schema's defaults: where the controls start
 GENERATOR = "generator"  # concurrency group of every render: one at a time, whatever the tab or API
 CACHE_LIFETIME = (600, 3600)  # Gradio's copies: every 10 min, delete those older than an hour
 FILE_BOX_HEIGHT = 150  # px: room for the upload icon and the file's name, so that a tab fits on a screen
-POSE_TEMPERATURE = defaults(RenderOptions)["pose_temperature"]  # the schema's default, for the sliders
 PROGRESS = gr.Progress()  # the default that tells Gradio to pass a handler its progress tracker
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How one tab differs from the others: the model it renders with, the uploads it cannot do
+    without (RenderOptions field -> what to say), the RenderOptions fields it sets itself, and the
+    controls whose start value is not the schema's default."""
+
+    model: str
+    required: dict[str, str] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    start: dict[str, Any] = field(default_factory=dict)
+
+
+MODES = {
+    "audio": Mode(FULL),
+    "video": Mode(FULL, {"lip": NO_MOUTH_VIDEO}, {"pose_from_audio": False}),  # the audio is only the soundtrack
+    "lip-pose": Mode(LIP_POSE),
+    "redub": Mode(LIP_POSE, start={"paste_back": True}),  # a video's frames keep their background
+}
 
 
 class Cancelled(Exception):
@@ -155,7 +187,8 @@ class Studio:
         if gfpgan is None:
             self.options.discard(GFPGAN_FILE)
             return
-        restorer = FaceRestorer(gfpgan, batch_size=pipe.batch_size, aligner=FaceAligner())
+        blend = defaults(PipelineOptions)["sr_blend"]
+        restorer = FaceRestorer(gfpgan, blend, batch_size=pipe.batch_size, aligner=FaceAligner())
         self.pipelines = {model: pipe.with_restorer(restorer) for model, pipe in self.pipelines.items()}
 
     def missing(self, model: str) -> str | None:
@@ -164,149 +197,67 @@ class Studio:
             return None
         return f"this mode needs {MODEL_FILES[model]}: {where_to_get(MODEL_FILES[model], self.ckpt_dir)}"
 
-    # ---- render actions (one per tab; the audio-driven one is also the API endpoint `render`) ----
+    # ---- rendering: one path for every tab (MODES says how they differ) and the API endpoint `render` ----
 
-    def render_audio(
-        self,
-        source: str | None,
-        audio: str | None,
-        pose_video: str | None = None,
-        emotion: str = "neutral",
-        intensity: float = 1.0,
-        paste_back: bool = False,
-        second_emotion: str = NO_SECOND,
-        mix: float = 0.0,
-        exp_video: str | None = None,
-        progress: gr.Progress = PROGRESS,
-        request: gr.Request = None,
-        *,
-        pose_from_audio: bool = True,
-        seed: float = 0,
-        temperature: float = POSE_TEMPERATURE,
-        exp_from_audio: bool = False,
-        face_sr: bool = False,
-    ) -> str:
-        """Audio-driven, full model: the mouth follows `audio`, the head `pose_video` (or stays
-        still, or with Audio2Pose.pt moves with the speech unless `pose_from_audio` is off), the
-        expression `emotion` (blended with `second_emotion`) or the reference `exp_video` or, with
-        Audio2Exp.pt and `exp_from_audio`, the speech; scaled by `intensity`. Returns the mp4's path.
-
-        (Gradio passes `progress` and `request` by position after the inputs; the options that
-        exist only with an optional checkpoint are keyword-only, so they may be absent.)"""
-        inputs = dict(source=source, audio=audio, pose=pose_video, paste_back=paste_back, exp_scale=intensity)
-        inputs.update(self._audio_pose(pose_from_audio, seed, temperature))
-        if exp_from_audio:
-            inputs["exp_from_audio"] = True
-        elif exp_video:
-            inputs["exp"] = exp_video
-        else:
-            inputs["exp_type"] = expression_mix(emotion, second_emotion, mix)
-        return self._render(FULL, inputs, face_sr, progress, request)
+    def render(self, tab: str, values: dict, progress: gr.Progress = PROGRESS, request: gr.Request = None) -> str:
+        """Render with the controls' `values` of tab `tab` (a key of MODES; see `request` for the keys)
+        into a new mp4 in the output folder; its path. Raises gr.Error with the demos' one-line message."""
+        mode = MODES[tab]
+        _require(self.pipelines.get(mode.model), self.missing(mode.model))
+        for name, message in {"source": NO_SOURCE, **mode.required}.items():
+            _require(values.get(name), message)
+        pipe, options = self.pipelines[mode.model], self.request(tab, values)
+        work = functools.partial(write_mp4, pipe, request=options)
+        return self.run(work, mode.model, values, progress, request)
 
     def render_api(
         self,
         source: str | None,
         audio: str | None,
         pose_video: str | None = None,
-        emotion: str = "neutral",
-        intensity: float = 1.0,
-        paste_back: bool = False,
+        emotion: str = DEFAULT_EMOTION,
+        intensity: float = DEFAULTS["exp_scale"],
+        paste_back: bool = DEFAULTS["paste_back"],
         progress: gr.Progress = PROGRESS,
         request: gr.Request = None,
     ) -> str:
-        """Audio-driven, full model (the API endpoint `render`): `source` photo or video, `audio`
+        """The API endpoint `render` (audio-driven, full model): `source` photo or video, `audio`
         speech, optional `pose_video`, `emotion` (one of the eight) scaled by `intensity`, and
         `paste_back`. Returns the path of the mp4."""
-        return self.render_audio(
-            source, audio, pose_video, emotion, intensity, paste_back, progress=progress, request=request
-        )
+        values = dict(source=source, audio=audio, pose=pose_video, emotion=emotion, exp_scale=intensity)
+        return self.render("audio", dict(values, paste_back=paste_back), progress, request)
 
-    def render_video(
-        self,
-        source: str | None,
-        lip_video: str | None,
-        pose_video: str | None = None,
-        emotion: str = "neutral",
-        intensity: float = 1.0,
-        paste_back: bool = False,
-        second_emotion: str = NO_SECOND,
-        mix: float = 0.0,
-        exp_video: str | None = None,
-        audio: str | None = None,
-        progress: gr.Progress = PROGRESS,
-        request: gr.Request = None,
-        *,
-        face_sr: bool = False,
-    ) -> str:
-        """Video-driven, full model: mouth from `lip_video`, head from `pose_video`, expression as in
-        render_audio; `audio` is the soundtrack (default: the mouth video's own)."""
-        _require(source, NO_SOURCE)
-        _require(lip_video, "no mouth video: upload the video whose mouth movements drive the face")
-        inputs = dict(source=source, lip=lip_video, audio=audio, pose=pose_video, paste_back=paste_back)
-        inputs.update(exp_scale=intensity, pose_from_audio=False)  # the audio is only the soundtrack here
-        if exp_video:
-            inputs["exp"] = exp_video
-        else:
-            inputs["exp_type"] = expression_mix(emotion, second_emotion, mix)
-        return self._render(FULL, inputs, face_sr, progress, request)
+    def request(self, tab: str, values: dict) -> RenderOptions:
+        """The RenderOptions of tab `tab` from its controls' values, keyed by RenderOptions field, and
+        `emotion`, `second_emotion`, `mix`, which make `exp_type` (see expression_mix). The expression
+        from the audio replaces the reference and the emotion; the reference replaces the emotion. A
+        ticked (or absent) `pose_from_audio` lets the head move with the speech as the demos decide,
+        when Audio2Pose.pt is loaded. Face restoration is off unless `face_sr` is ticked."""
+        values = dict(values)
+        emotion = values.pop("emotion", None)
+        mix = expression_mix(emotion, values.pop("second_emotion", NO_SECOND), values.pop("mix", 0.0))
+        if values.get("exp_from_audio"):
+            values["exp"] = None
+        elif emotion and not values.get("exp"):
+            values["exp_type"] = mix
+        audio_pose = values.pop("pose_from_audio", True) and AUDIO2POSE_FILE in self.options
+        values.update(pose_from_audio=None if audio_pose else False, seed=int(values.get("seed", DEFAULTS["seed"])))
+        values.setdefault("face_sr", False)
+        return RenderOptions(**{**values, **MODES[tab].fixed})
 
-    def render_lip_pose(
-        self,
-        source: str | None,
-        audio: str | None = None,
-        lip_video: str | None = None,
-        pose_video: str | None = None,
-        paste_back: bool = False,
-        progress: gr.Progress = PROGRESS,
-        request: gr.Request = None,
-        *,
-        pose_from_audio: bool = True,
-        seed: float = 0,
-        temperature: float = POSE_TEMPERATURE,
-        face_sr: bool = False,
-    ) -> str:
-        """Lip-pose model (keeps the source's expression): the mouth follows `audio` or `lip_video`,
-        the head `pose_video` (or stays still, or moves with the speech as in render_audio)."""
-        inputs = dict(source=source, audio=audio, lip=lip_video, pose=pose_video, paste_back=paste_back)
-        inputs.update(self._audio_pose(pose_from_audio, seed, temperature))
-        return self._render(LIP_POSE, inputs, face_sr, progress, request)
-
-    def redub(
-        self,
-        source: str | None,
-        audio: str | None,
-        paste_back: bool = True,
-        progress: gr.Progress = PROGRESS,
-        request: gr.Request = None,
-        *,
-        face_sr: bool = False,
-    ) -> str:
-        """Re-dub a video (lip-pose model): each frame keeps its pose and expression, the mouth follows `audio`."""
-        return self._render(
-            LIP_POSE, dict(source=source, audio=audio, paste_back=paste_back), face_sr, progress, request
-        )
-
-    def _audio_pose(self, wanted: bool, seed: float, temperature: float) -> dict:
-        """render() arguments for head pose from the audio: as the demos do (when the source is a
-        photo, no pose video is given and Audio2Pose.pt exists) if `wanted`, else off."""
-        if not wanted or AUDIO2POSE_FILE not in self.options:
-            return dict(pose_from_audio=False)  # off, and no log line about the missing file
-        return dict(pose_from_audio=None, seed=int(seed), pose_temperature=temperature)
-
-    def cancel(self, request: gr.Request = None) -> None:
-        """Stop the session's running render before its next batch (queued ones are dropped by Gradio)."""
+    def cancel(self, request: gr.Request = None) -> str:
+        """Stop the session's running render before its next batch (queued ones are dropped by Gradio);
+        the message for the page."""
         stop = self._stops.get(_session(request))
         if stop is not None:
             stop.set()
+        return CANCELLED
 
-    def _render(self, model: str, inputs: dict, face_sr: bool, progress: gr.Progress, request) -> str:
-        """Render with the `model` pipeline into a new mp4 in the output folder; its path.
-
-        User mistakes become a gr.Error with the demos' one-line message (uploaded files named by
-        their file name, not their place in Gradio's cache).
-        """
-        _require(self.pipelines.get(model), self.missing(model))
-        _require(inputs["source"], NO_SOURCE)
+    def run(self, work: Callable[[Path, Progress], object], name: str, values: dict, progress, request) -> str:
+        """work(save_path, on_batch): write a new mp4 (named after `name`) in the output folder, one
+        render at a time, with progress and Cancel; its path. User mistakes become a gr.Error with the
+        demos' one-line message (uploads in `values` named by their file name, not their place in
+        Gradio's cache)."""
         session, stop = _session(request), threading.Event()
         self._stops[session] = stop
         try:
@@ -314,16 +265,15 @@ class Studio:
                 progress(0, desc="waiting for the cancelled render before this one to stop")
                 self._lock.acquire()
             try:
-                progress(0, desc="reading the inputs: finding the face, audio features, driving videos")
-                pipe = self.pipelines[model]
-                save_path = self._new_output(model)
-                write_mp4(pipe, save_path, Progress(progress, stop), face_sr=face_sr, **inputs)
+                progress(0, desc="reading the inputs")
+                save_path = self._new_output(name)
+                work(save_path, Progress(progress, stop))
             finally:
                 self._lock.release()
         except (EDTalkError, ValueError) as exc:
-            raise gr.Error(_readable(str(exc), inputs), print_exception=False) from None
+            raise gr.Error(_readable(str(exc), values), print_exception=False) from None
         except Cancelled:
-            raise gr.Error("cancelled: nothing was written", print_exception=False) from None
+            raise gr.Error(CANCELLED, print_exception=False) from None
         finally:
             if self._stops.get(session) is stop:  # a render that started after a cancel has its own
                 del self._stops[session]

@@ -6,15 +6,25 @@ wired to the render actions of edtalk.webui.Studio.
 """
 
 # first: edtalk.webui sets Gradio's environment (no telemetry, offline) before gradio is imported
-from .webui import CACHE_LIFETIME, FILE_BOX_HEIGHT, GENERATOR, NO_SECOND, OPTIONAL, POSE_TEMPERATURE, Studio
+from .webui import (
+    CACHE_LIFETIME,
+    DEFAULT_EMOTION,
+    DEFAULTS,
+    FILE_BOX_HEIGHT,
+    GENERATOR,
+    MODES,
+    NO_SECOND,
+    OPTIONAL,
+    PROGRESS,
+    Studio,
+)
 
 # isort: split
-from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
 
-from .checkpoints import AUDIO2EXP_FILE, AUDIO2POSE_FILE, DEFAULT_CKPT_DIR, EXPRESSIONS, FULL, LIP_POSE
+from .checkpoints import AUDIO2EXP_FILE, AUDIO2POSE_FILE, DEFAULT_CKPT_DIR, EXPRESSIONS
 from .cli import SAMPLE_MOUTH_VIDEO, SAMPLE_PHOTO, SAMPLE_SPEECH
 from .gfpgan import GFPGAN_FILE
 
@@ -66,16 +76,17 @@ def _audio(label: str = "Speech (upload or record; any format)", elem_id: str | 
 
 
 def _expression_controls() -> dict:
-    """Emotion (one of the eight, blended with a second one, scaled) or a reference clip; keys are render arguments."""
+    """Emotion (one of the eight, blended with a second one, scaled) or a reference clip; keys as Studio.request's."""
     with gr.Group():
         with gr.Row():
-            emotion = gr.Dropdown(list(EXPRESSIONS), value="neutral", label="Emotion")
-            intensity = gr.Slider(0, 2, value=1.0, step=0.05, label="Intensity (0 none, 1 as is, 2 exaggerated)")
+            emotion = gr.Dropdown(list(EXPRESSIONS), value=DEFAULT_EMOTION, label="Emotion")
+            label = "Intensity (0 none, 1 as is, 2 exaggerated)"
+            intensity = gr.Slider(0, 2, value=DEFAULTS["exp_scale"], step=0.05, label=label)
         with gr.Row():
             second = gr.Dropdown([NO_SECOND, *EXPRESSIONS], value=NO_SECOND, label="Mix with a second emotion")
             mix = gr.Slider(0, 1, value=0.5, step=0.05, label="Share of the second emotion")
-        exp_video = _file("Expression reference image or video (optional; replaces the emotion)")
-    return dict(emotion=emotion, intensity=intensity, second_emotion=second, mix=mix, exp_video=exp_video)
+        exp = _file("Expression reference image or video (optional; replaces the emotion)")
+    return dict(emotion=emotion, exp_scale=intensity, second_emotion=second, mix=mix, exp=exp)
 
 
 def _pose_from_audio(studio: Studio) -> dict:
@@ -86,11 +97,10 @@ def _pose_from_audio(studio: Studio) -> dict:
         label = f"Head pose from the audio when no pose video is given (enabled by {AUDIO2POSE_FILE})"
         on = gr.Checkbox(True, label=label)
         with gr.Row():
-            seed = gr.Number(0, precision=0, label="Seed")
-            temperature = gr.Slider(
-                0, 1.5, value=POSE_TEMPERATURE, step=0.05, label="Temperature (0: the most likely motion)"
-            )
-    return dict(pose_from_audio=on, seed=seed, temperature=temperature)
+            seed = gr.Number(DEFAULTS["seed"], precision=0, label="Seed")
+            label = "Temperature (0: the most likely motion)"
+            temperature = gr.Slider(0, 1.5, value=DEFAULTS["pose_temperature"], step=0.05, label=label)
+    return dict(pose_from_audio=on, seed=seed, pose_temperature=temperature)
 
 
 def _exp_from_audio(studio: Studio) -> dict:
@@ -101,8 +111,9 @@ def _exp_from_audio(studio: Studio) -> dict:
     return dict(exp_from_audio=gr.Checkbox(label=label))
 
 
-def _look(studio: Studio, paste_back: bool = False) -> dict:
+def _look(studio: Studio, tab: str) -> dict:
     """Paste-back, and face restoration when GFPGANv1.4.pth is there."""
+    paste_back = MODES[tab].start.get("paste_back", DEFAULTS["paste_back"])
     options = dict(paste_back=gr.Checkbox(paste_back, label="Paste back into the full photo / video frames"))
     if GFPGAN_FILE in studio.options:
         label = f"Restore the face (enabled by {GFPGAN_FILE}; slow on a CPU)"
@@ -110,26 +121,50 @@ def _look(studio: Studio, paste_back: bool = False) -> dict:
     return options
 
 
-def _actions(studio: Studio, tab: str, model: str, fn: Callable, inputs: dict) -> gr.Video:
-    """Render and Cancel buttons and the result video (elem_id `<tab>-render`, ...), wired to `fn`
-    with `inputs` (keyword -> component). Without the model's checkpoint, what to download."""
-    if studio.missing(model):
-        gr.Markdown(f"**Switched off**: {studio.missing(model)}.")
+def _action(studio: Studio, tab: str):
+    """The Render handler of tab `tab`: the controls' values come as keywords; returns the video and
+    the message box (a failed render's one-line reason stays there until the next render)."""
+
+    def render(progress: gr.Progress = PROGRESS, request: gr.Request = None, **values):
+        try:
+            return studio.render(tab, values, progress, request), _message("")
+        except gr.Error as failed:
+            return None, _message(failed.message)
+
+    return render
+
+
+def _message(text: str) -> gr.Textbox:
+    """The message box's update: `text` shown, or the box hidden when there is none."""
+    return gr.Textbox(value=text, visible=bool(text))
+
+
+def _actions(studio: Studio, tab: str, inputs: dict) -> gr.Video:
+    """Render and Cancel buttons, the result video and a message box (elem_id `<tab>-render`,
+    `<tab>-cancel`, `<tab>-result`, `<tab>-message`), wired to Studio.render with `inputs` (keyword
+    -> component). Without the model's checkpoint, what to download."""
+    missing = studio.missing(MODES[tab].model)
+    if missing:
+        gr.Markdown(f"**Switched off**: {missing}.")
     with gr.Row():
-        render = gr.Button(
-            "Render", variant="primary", interactive=studio.missing(model) is None, elem_id=f"{tab}-render"
-        )
+        render = gr.Button("Render", variant="primary", interactive=missing is None, elem_id=f"{tab}-render")
         cancel = gr.Button("Cancel", variant="stop", elem_id=f"{tab}-cancel")
     video = gr.Video(label="Result", buttons=["download"], interactive=False, autoplay=True, elem_id=f"{tab}-result")
-    event = render.click(
-        fn,
+    message = gr.Textbox(label="Message", interactive=False, visible=False, elem_id=f"{tab}-message")
+    event = render.click(lambda: _message(""), outputs=message, queue=False, api_visibility="private").then(
+        _action(studio, tab),
         inputs_kwargs=inputs,
-        outputs=video,
+        outputs=[video, message],
+        api_name=f"render_{tab.replace('-', '_')}",
         api_visibility="undocumented",
         concurrency_id=GENERATOR,
         concurrency_limit=1,
     )
-    cancel.click(studio.cancel, cancels=[event], queue=False, api_visibility="private")
+
+    def stop(request: gr.Request):
+        return _message(studio.cancel(request))
+
+    cancel.click(stop, outputs=message, cancels=[event], queue=False, api_visibility="private")
     return video
 
 
@@ -141,16 +176,16 @@ def _audio_tab(studio: Studio) -> None:
             audio = _audio(elem_id="audio-speech")
             pose = _file("Head-pose video or image (optional: the head stays still)")
             expression = _expression_controls()
-            options = {**_pose_from_audio(studio), **_exp_from_audio(studio), **_look(studio)}
+            options = {**_pose_from_audio(studio), **_exp_from_audio(studio), **_look(studio, "audio")}
         with gr.Column():
-            inputs = dict(source=source, audio=audio, pose_video=pose, **expression, **options)
-            video = _actions(studio, "audio", FULL, studio.render_audio, inputs)
+            inputs = dict(source=source, audio=audio, pose=pose, **expression, **options)
+            video = _actions(studio, "audio", inputs)
             gr.Examples([[str(SAMPLE_PHOTO), str(SAMPLE_SPEECH), "happy"]], [source, audio, expression["emotion"]])
-    api = ("source", "audio", "pose_video", "emotion", "intensity", "paste_back")
+    api = dict(source="source", audio="audio", pose_video="pose", emotion="emotion", intensity="exp_scale")
     gr.on(
         [],
         studio.render_api,
-        inputs_kwargs={name: inputs[name] for name in api},
+        inputs_kwargs={name: inputs[field] for name, field in dict(api, paste_back="paste_back").items()},
         outputs=video,
         api_name="render",
         concurrency_id=GENERATOR,
@@ -167,10 +202,9 @@ def _video_tab(studio: Studio) -> None:
             pose = _file("Head-pose video or image (optional: the head stays still)")
             expression = _expression_controls()
             audio = _audio("Soundtrack (optional: the mouth video's own audio)")
-            options = _look(studio)
+            options = _look(studio, "video")
         with gr.Column():
-            inputs = dict(source=source, lip_video=lip, pose_video=pose, audio=audio, **expression, **options)
-            _actions(studio, "video", FULL, studio.render_video, inputs)
+            _actions(studio, "video", dict(source=source, lip=lip, pose=pose, audio=audio, **expression, **options))
             gr.Examples([[str(SAMPLE_PHOTO), str(SAMPLE_MOUTH_VIDEO)]], [source, lip])
 
 
@@ -182,10 +216,9 @@ def _lip_pose_tab(studio: Studio) -> None:
             audio = _audio("Speech (upload or record), or leave empty and give a mouth video", "lip-pose-speech")
             lip = _file("Mouth video (optional, instead of speech)", "lip-pose-lip")
             pose = _file("Head-pose video or image (optional: the head stays still)")
-            options = {**_pose_from_audio(studio), **_look(studio)}
+            options = {**_pose_from_audio(studio), **_look(studio, "lip-pose")}
         with gr.Column():
-            inputs = dict(source=source, audio=audio, lip_video=lip, pose_video=pose, **options)
-            _actions(studio, "lip-pose", LIP_POSE, studio.render_lip_pose, inputs)
+            _actions(studio, "lip-pose", dict(source=source, audio=audio, lip=lip, pose=pose, **options))
             photo, speech, mouth = str(SAMPLE_PHOTO), str(SAMPLE_SPEECH), str(SAMPLE_MOUTH_VIDEO)
             gr.Examples([[photo, speech, None], [photo, None, mouth]], [source, audio, lip])
 
@@ -196,7 +229,7 @@ def _redub_tab(studio: Studio) -> None:
         with gr.Column():
             source = _file("Video to re-dub", "redub-source")
             audio = _audio("New speech (upload or record)", "redub-speech")
-            options = _look(studio, paste_back=True)
+            options = _look(studio, "redub")
         with gr.Column():
-            _actions(studio, "redub", LIP_POSE, studio.redub, dict(source=source, audio=audio, **options))
+            _actions(studio, "redub", dict(source=source, audio=audio, **options))
             gr.Examples([[str(SAMPLE_MOUTH_VIDEO), str(SAMPLE_SPEECH)]], [source, audio])

@@ -22,7 +22,8 @@ import app  # noqa: E402
 import demo_EDTalk_A  # noqa: E402
 from edtalk.checkpoints import AUDIO2EXP_FILE, AUDIO2POSE_FILE, FULL, where_to_get  # noqa: E402
 from edtalk.gfpgan import GFPGAN_FILE  # noqa: E402
-from edtalk.webui import Progress, Studio, expression_mix  # noqa: E402
+from edtalk.options import RenderOptions, defaults  # noqa: E402
+from edtalk.webui import MODES, Progress, Studio, expression_mix  # noqa: E402
 from edtalk.webui_page import build_page  # noqa: E402
 from networks.audio2exp import Audio2Exp  # noqa: E402
 from networks.audio2pose import Audio2Pose  # noqa: E402
@@ -105,6 +106,18 @@ def test_a_bad_upload_gives_the_demos_one_line_message(bad, client, ckpt_dir, tm
     assert "\n" not in expected and "Traceback" not in expected
 
 
+def test_a_failed_render_keeps_its_one_line_reason_in_the_result_area(client, tmp_path):
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(tmp_path / "gray.png")
+    source, audio = handle_file(tmp_path / "gray.png"), handle_file(SPEECH)
+    with pytest.raises(Exception) as caught:
+        client.predict(source=source, audio=audio, api_name="/render")
+    # the tab's own endpoint (undocumented: positional, in the order of its controls)
+    tab = [source, audio, None, "happy", 1.0, "none", 0.5, None, False]
+    video, message = client.predict(*tab, api_name="/render_audio")
+    assert video is None and message["visible"]
+    assert message["value"] == str(caught.value) == "no face found in gray.png"
+
+
 def test_missing_checkpoints_do_not_stop_the_app_and_say_what_to_get(tmp_path):
     studio = Studio(tmp_path, "cpu")
     demo = build_page(studio)
@@ -124,7 +137,7 @@ def test_every_render_shares_one_queue_slot(tmp_path):
     renders = [
         fn
         for fn in demo.fns.values()
-        if fn.api_name in ("render", "render_audio", "render_video", "render_lip_pose", "redub")
+        if fn.api_name in ("render", "render_audio", "render_video", "render_lip_pose", "render_redub")
     ]
     assert len(renders) == 5
     assert {(fn.concurrency_id, fn.concurrency_limit, fn.queue) for fn in renders} == {("generator", 1, True)}
@@ -146,10 +159,32 @@ def test_optional_checkpoints_show_their_options_and_drive_the_render(studio, ck
     found = labels(page)
     assert sum(AUDIO2POSE_FILE in label for label in found) == 2  # audio-driven and lip-pose tabs
     assert sum(AUDIO2EXP_FILE in label for label in found) == 1
+    temperature = components(page, "slider", "Temperature (0: the most likely motion)")
+    assert [c["value"] for c in temperature] == [defaults(RenderOptions)["pose_temperature"]] * 2
     assert not [label for label in found if GFPGAN_FILE in label]  # unreadable: reported, not offered
     assert f"cannot read GFPGAN checkpoint {folder / GFPGAN_FILE}" in markdown(page)
-    out = with_options.render_audio(str(PHOTO), str(SPEECH), seed=3, temperature=0.5, exp_from_audio=True)
+    values = dict(source=str(PHOTO), audio=str(SPEECH), seed=3, pose_temperature=0.5, exp_from_audio=True)
+    out = with_options.render("audio", values)
     assert probe(out)[0] == 12
+
+
+def components(demo: gr.Blocks, kind: str, label: str) -> list[dict]:
+    return [c["props"] for c in demo.config["components"] if c["type"] == kind and c["props"]["label"] == label]
+
+
+def test_controls_start_at_the_schema_defaults_and_the_tabs_differ_only_as_data(studio):
+    page, start = build_page(studio), defaults(RenderOptions)
+    intensity = components(page, "slider", "Intensity (0 none, 1 as is, 2 exaggerated)")
+    assert [c["value"] for c in intensity] == [start["exp_scale"]] * 2  # audio- and video-driven tabs
+    paste_back = components(page, "checkbox", "Paste back into the full photo / video frames")
+    assert [c["value"] for c in paste_back] == [False, False, False, True]  # re-dubbing pastes back
+    assert [MODES[tab].start.get("paste_back", start["paste_back"]) for tab in MODES] == [False, False, False, True]
+    values = dict(source="a.jpg", lip="m.mp4", emotion="happy", second_emotion="sad", mix=0.25)
+    assert studio.request("video", values) == RenderOptions(
+        source="a.jpg", lip="m.mp4", exp_type="happy:0.75,sad:0.25", pose_from_audio=False, face_sr=False
+    )
+    reference = studio.request("audio", dict(source="a.jpg", audio="s.wav", exp="e.mp4", emotion="happy"))
+    assert (reference.exp, reference.exp_type, reference.seed, reference.exp_scale) == ("e.mp4", None, 0, 1.0)
 
 
 def test_expression_mix():
@@ -177,6 +212,7 @@ def test_cancel_stops_the_render_before_its_next_batch_and_writes_nothing(studio
     with pytest.raises(gr.Error) as stopped:
         studio.render_api(str(PHOTO), str(SPEECH), progress=progress, request=Request())
     assert stopped.value.message == "cancelled: nothing was written"
+    assert studio.cancel(Request()) == "cancelled: nothing was written"  # what the Cancel button shows
     assert reports[-1] == ((1, 12), "rendering, estimating the time left")
     assert set(Path(studio._outputs.name).iterdir()) == outputs
 
