@@ -1,6 +1,8 @@
 """What a new user meets on day one: honest soundtracks and lengths, clean stops on SIGINT and
 SIGTERM, save paths checked before any work, and progress for every long step."""
 
+import json
+import logging
 import os
 import re
 import signal
@@ -12,14 +14,19 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import pytest
+import soundfile
 import torch
 
+import demo_EDTalk_A
+import demo_EDTalk_V
 import demo_lip_pose
+from edtalk.backends import resolve_backend
 from edtalk.device import precision_name, resolve_precision
 from edtalk.video_io import MediaError, VideoWriter, check_save_path, iter_frames
 
 from .conftest import MEDIA, ROOT
-from .test_demos import POSE, SOURCE, ckpt_dir, probe, short_clip  # noqa: F401  (fixtures)
+from .test_demos import POSE, SOURCE, SPEECH, ckpt_dir, probe, short_clip  # noqa: F401  (fixtures)
+from .test_render_many import template
 
 SPEECH_LONG = MEDIA / "speech_16k.wav"  # 3.4 s
 
@@ -55,8 +62,12 @@ def test_mouth_video_mode_uses_its_own_audio_and_length(tmp_path, ckpt_dir, talk
     assert probe(out) == (25, 25.0, (256, 256), True)
     assert abs(duration(out) - 1.0) < 0.1  # the soundtrack is cut to the video, not the speech's 3.4 s
     summary = capsys.readouterr().out.strip().splitlines()[-1]
-    precision = precision_name(resolve_precision("auto", torch.device("cpu")))
-    assert summary == f"wrote {out}: 25 frames, 1.00 s, 256x256, 25 fps, soundtrack: talk.mp4, precision: {precision}"
+    cpu = torch.device("cpu")
+    backend, precision = resolve_backend("auto", cpu), precision_name(resolve_precision("auto", cpu))
+    assert summary == (
+        f"wrote {out}: 25 frames, 1.00 s, 256x256, 25 fps, soundtrack: talk.mp4, backend: {backend}, "
+        f"precision: {precision}"
+    )
 
 
 def test_silent_mouth_video_gives_a_silent_output_and_says_so(tmp_path, ckpt_dir, short_clip, caplog):  # noqa: F811
@@ -224,3 +235,185 @@ def test_an_offline_download_leaves_no_empty_folder(tmp_path):
     result = _download_ckpts("--ckpt_dir", str(tmp_path / "new" / "ckpts"))
     assert result.returncode == 1 and "Cannot reach Hugging Face" in result.stderr
     assert not (tmp_path / "new" / "ckpts").exists()
+
+
+# ---- checks before long work, reading only what is used ------------------------------------------
+
+
+@pytest.fixture
+def decoding(monkeypatch):
+    """Counts video decoding: {'opened': videos ffmpeg started decoding, 'frames': frames handed out}."""
+    import edtalk.inputs
+    import edtalk.video_io
+
+    count = {"opened": 0, "frames": 0}
+    open_video, frames_of = edtalk.video_io._open, edtalk.video_io.iter_frames
+
+    def counted_open(*args, **kwargs):
+        count["opened"] += 1
+        return open_video(*args, **kwargs)
+
+    def counted_frames(*args, **kwargs):
+        for frame in frames_of(*args, **kwargs):
+            count["frames"] += 1
+            yield frame
+
+    monkeypatch.setattr(edtalk.video_io, "_open", counted_open)
+    monkeypatch.setattr(edtalk.inputs, "iter_frames", counted_frames)
+    return count
+
+
+@pytest.mark.parametrize(
+    "demo, args, message",
+    [
+        (demo_EDTalk_V, ["--lip_driving_path", POSE, "--exp_type", "joyful"], r"no expression 'joyful'"),
+        (
+            demo_EDTalk_V,
+            ["--lip_driving_path", POSE, "--pose_driving_path", "{lip_pose_template}"],
+            r"motion computed by the lip-pose generator, but this mode uses the full generator",
+        ),
+        (
+            demo_EDTalk_A,
+            ["--audio_driving_path", SPEECH, "--pose_driving_path", POSE, "--exp_from_audio"],
+            r"Audio2Exp.pt",
+        ),
+        (demo_EDTalk_V, ["--lip_driving_path", POSE, "--audio_driving_path", "{tmp}/noise.wav"], r"noise.wav"),
+    ],
+)
+def test_inputs_are_checked_before_any_frame_is_decoded(
+    tmp_path,
+    capsys,
+    ckpt_dir,  # noqa: F811
+    decoding,
+    demo,
+    args,
+    message,
+):
+    """A 10-s driving video and a mistake found without it (an emotion, a template of the other
+    model, a missing optional checkpoint, an unreadable soundtrack): the video is never opened."""
+    (tmp_path / "noise.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    lip_pose_template = template(tmp_path / "lp.npz", "lip_pose")
+    args = [str(a).format(tmp=tmp_path, lip_pose_template=lip_pose_template) for a in args]
+    out = tmp_path / "out.mp4"
+    argv = ["--source_path", str(SOURCE), *args, "--no_crop", "--save_path", str(out), "--ckpt_dir", str(ckpt_dir)]
+    assert demo.main([*argv, "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err
+    assert decoding == {"opened": 0, "frames": 0} and not out.exists()
+
+
+def test_re_dubbing_decodes_only_the_frames_the_output_uses(tmp_path, ckpt_dir, decoding):  # noqa: F811
+    """A 10-s (250-frame) video re-dubbed with 0.12 s of speech: 3 frames decoded, 3 rendered."""
+    speech, rate = soundfile.read(SPEECH)
+    soundfile.write(tmp_path / "short.wav", speech[: int(0.12 * rate)], rate)
+    out = tmp_path / "redub.mp4"
+    assert (
+        lip_pose(
+            "--source_path", POSE, "--audio_driving_path", tmp_path / "short.wav", "--save_path", out, ckpt_dir=ckpt_dir
+        )
+        == 0
+    )
+    assert decoding["frames"] == 3
+    assert probe(out) == (3, 25.0, (256, 256), True)
+
+
+# ---- motion models and their generator -----------------------------------------------------------
+
+
+def pose_checkpoint(path, fingerprint):
+    """An (untrained) Audio2Pose checkpoint recording the generator it was trained against."""
+    from networks.audio2pose import Audio2Pose
+
+    torch.manual_seed(0)
+    torch.save({"audio2pose": Audio2Pose().state_dict(), "generator_fingerprint": fingerprint}, path)
+    return path
+
+
+def test_a_pose_model_of_another_generator_is_warned_about_once(tmp_path, synthetic_ckpts, caplog):
+    from edtalk.pipeline import TalkingHeadPipeline
+
+    def render_twice(fingerprint):
+        ckpt = pose_checkpoint(tmp_path / f"{fingerprint}.pt", fingerprint)
+        pipe = TalkingHeadPipeline(synthetic_ckpts, "lip_pose", "cpu", crop=False, progress=False, audio2pose_path=ckpt)
+        caplog.clear()
+        for _ in range(2):
+            with caplog.at_level(logging.INFO), pipe.render(SOURCE, audio=SPEECH) as result:
+                assert result.num_frames == 12
+        return pipe, [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    pipe, warned = render_twice("other")
+    assert len(warned) == 1, warned
+    assert "other.pt was trained against other generator weights (other, this generator" in warned[0]
+    assert "train it again against this generator" in warned[0]
+    own = pipe.generator_fingerprint
+    assert render_twice(own)[1] == []
+
+
+# ---- notes ---------------------------------------------------------------------------------------
+
+
+def notes(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("note:")]
+
+
+def test_a_note_comes_once_at_info_and_quiet_silences_it(tmp_path, ckpt_dir, caplog):  # noqa: F811
+    """No Audio2Pose.pt in the folder: one info note that the head stays still; none with --quiet."""
+    from edtalk.pipeline import TalkingHeadPipeline
+
+    lip = template(tmp_path / "lip.npz", "lip_pose", frames=1)
+    args = ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--lip_driving_path", lip]
+    with caplog.at_level(logging.DEBUG):
+        assert lip_pose(*args, "--save_path", tmp_path / "a.mp4", ckpt_dir=ckpt_dir, quiet=False) == 0
+    said = [r for r in caplog.records if r.getMessage().startswith("note:")]
+    assert len(said) == 1 and said[0].levelno == logging.INFO and "the head stays still" in said[0].getMessage()
+
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        assert lip_pose(*args, "--save_path", tmp_path / "b.mp4", ckpt_dir=ckpt_dir) == 0
+    assert notes(caplog) == []
+
+    caplog.clear()
+    pipe = TalkingHeadPipeline(ckpt_dir, "lip_pose", "cpu", crop=False, progress=False)
+    with caplog.at_level(logging.INFO):
+        for _ in range(2):
+            pipe.render(SOURCE, audio=SPEECH).close()
+    assert len(notes(caplog)) == 1  # once per pipeline (render_many.py's jobs share one)
+
+
+def test_quiet_still_shows_warnings(tmp_path, ckpt_dir, caplog):  # noqa: F811
+    """--quiet hides notes and the progress bar, not a warning (here: a clip of other generator weights)."""
+    lip = template(tmp_path / "lip.npz", "lip_pose", frames=1)
+    args = ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--lip_driving_path", lip]
+    with caplog.at_level(logging.DEBUG):
+        assert lip_pose(*args, "--save_path", tmp_path / "a.mp4", ckpt_dir=ckpt_dir) == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned and all("lip.npz was saved with other lip-pose generator weights" in w for w in warned), warned
+    assert notes(caplog) == []
+
+
+def test_no_note_before_an_unrelated_error(tmp_path, ckpt_dir, caplog, capsys):  # noqa: F811
+    args = ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--exp_type", "joyful", "--no_crop"]
+    argv = [*map(str, args), "--save_path", str(tmp_path / "a.mp4"), "--ckpt_dir", str(ckpt_dir)]
+    with caplog.at_level(logging.DEBUG):
+        assert demo_EDTalk_A.main(argv) == 1
+    assert notes(caplog) == [] and "no expression 'joyful'" in capsys.readouterr().err
+
+
+# ---- emotion names in any case -------------------------------------------------------------------
+
+
+def test_an_emotion_name_in_capitals_is_accepted_by_the_demo_and_a_job(tmp_path, ckpt_dir):  # noqa: F811
+    import render_many
+
+    lip = str(template(tmp_path / "lip.npz", "full", frames=1))
+    args = ["--source_path", str(SOURCE), "--audio_driving_path", str(SPEECH), "--lip_driving_path", lip, "--no_crop"]
+    argv = [*args, "--exp_type", "Happy", "--save_path", str(tmp_path / "a.mp4"), "--ckpt_dir", str(ckpt_dir)]
+    assert demo_EDTalk_V.main([*argv, "--quiet"]) == 0
+    job = {"model": "full", "source_path": str(SOURCE), "audio_driving_path": str(SPEECH), "lip_driving_path": lip}
+    job.update(no_crop=True, exp_type="HAPPY", save_path=str(tmp_path / "b.mp4"))
+    (tmp_path / "jobs.jsonl").write_text(json.dumps(job))
+    report = tmp_path / "report.json"
+    argv = ["--jobs", str(tmp_path / "jobs.jsonl"), "--ckpt_dir", str(ckpt_dir), "--device", "cpu", "--report"]
+    assert render_many.main([*argv, str(report)]) == 0
+    assert json.loads(report.read_text())["done"] == 1
+    assert probe(tmp_path / "a.mp4")[0] == probe(tmp_path / "b.mp4")[0] == 1
