@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backends import BACKENDS
 from .checkpoints import DEFAULT_CKPT_DIR, FULL
 from .device import PRECISIONS
 from .emotions import EMOTIONS
@@ -70,8 +71,16 @@ class PipelineOptions:
         ">= 8.0, CPUs with AMX-BF16 or AVX512-BF16), else fp32; fp32 reproduces the official outputs exactly",
         choices=PRECISIONS,
     )
+    backend: str = option(
+        "auto",
+        "backend",
+        "generator runtime: torch (PyTorch), openvino (CPU only: exported and compiled once per shape, cached in "
+        "~/.cache/edtalk/openvino) or auto: $EDTALK_BACKEND if set, else OpenVINO on the CPU when installed, "
+        "else PyTorch",
+        choices=BACKENDS,
+    )
     compile: bool = option(
-        False, "compile", "torch.compile the decoder (faster long runs on GPUs)", action="store_true"
+        False, "compile", "torch.compile the decoder (PyTorch backend; faster long runs on GPUs)", action="store_true"
     )
     crop: bool = option(
         True,

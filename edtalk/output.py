@@ -14,13 +14,15 @@ from .video_io import VideoWriter
 @dataclass
 class Written:
     """An mp4 that `write_mp4` wrote: `frames` frames at `fps`, `size` (height, width), its soundtrack,
-    and the precision the networks ran in ('fp32', 'bf16' or 'fp16')."""
+    the generator's runtime ('torch' or 'openvino') and the precision the networks ran in ('fp32',
+    'bf16' or 'fp16')."""
 
     path: Path
     frames: int
     fps: float
     size: tuple[int, int]
     soundtrack: Path | None
+    backend: str
     precision: str
 
     def __str__(self) -> str:
@@ -28,7 +30,7 @@ class Written:
         sound = self.soundtrack.name if self.soundtrack else "none"
         return (
             f"wrote {self.path}: {n} frames, {n / fps:.2f} s, {w}x{h}, {fps:g} fps, soundtrack: {sound}, "
-            f"precision: {self.precision}"
+            f"backend: {self.backend}, precision: {self.precision}"
         )
 
 
@@ -55,4 +57,5 @@ def write_mp4(
             if on_batch is not None:
                 on_batch(writer.frames_written, result.num_frames)
     precision = precision_name(pipe.precision)
-    return Written(save_path, writer.frames_written, result.fps, writer.size, result.audio_path, precision)
+    size = writer.size
+    return Written(save_path, writer.frames_written, result.fps, size, result.audio_path, pipe.backend.name, precision)

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from networks.audio2pose import pose_style
 
 from . import audio as audio_io
+from .backends import make_backend
 from .checkpoints import (
     AUDIO2EXP_FILE,
     AUDIO2POSE_FILE,
@@ -59,7 +60,7 @@ from .motion_template import MotionTemplate, TemplateError, is_template, load_te
 from .options import PipelineOptions, RenderOptions
 from .plan import Facts, make_plan
 from .rendering import Rendering, generate, output_size
-from .torch_backend import GeneratorBackend, TorchGenerator
+from .torch_backend import GeneratorBackend
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +100,9 @@ def build_parts(options: PipelineOptions, restorer: FaceRestorer | None = None) 
         raise EDTalkError(f"--sr_blend must be between 0 and 1, got {o.sr_blend}")
     ckpt_dir, device = Path(o.ckpt_dir), resolve_device(o.device)
     generator = load_generator(o.generator_path or ckpt_dir / MODEL_FILES[o.model], device, kind=o.model)
-    if o.compile:
-        generator.dec = torch.compile(generator.dec)
-    backend = TorchGenerator(generator, o.model, device, resolve_precision(o.precision, device))
     batch_size = o.batch_size or default_batch_size(device)
+    precision = resolve_precision(o.precision, device)
+    backend = make_backend(generator, o.model, device, precision, o.backend, batch_size=batch_size, compile=o.compile)
     paths = {
         "lip": Path(o.audio2lip_path or ckpt_dir / "Audio2Lip.pt"),
         "exp": Path(o.audio2exp_path or ckpt_dir / AUDIO2EXP_FILE),
@@ -169,7 +169,7 @@ class TalkingHeadPipeline:
 
     @property
     def generator(self):
-        """The torch generator (a TorchGenerator backend's)."""
+        """The torch generator behind the backend (OpenVINO's runs its motion-bank maths)."""
         return self.backend.generator
 
     @property

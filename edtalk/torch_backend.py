@@ -7,7 +7,7 @@ OpenVINO model in edtalk/backends/) can be injected in place of `TorchGenerator`
     animate(encoded, lip, pose, exp)      coefficient tensors (B, 20), (B, 6) or None, (1 or B, 10) or
                                           None -> (B, S, S, 3) uint8 frames
     motion(crops, parts)                  (N, 256, 256, 3) uint8 -> {part: (N, dim)} coefficients
-    config, model, device, precision, fingerprint
+    name ('torch', 'openvino'), config, model, device, precision, fingerprint
 """
 
 import contextlib
@@ -25,6 +25,7 @@ from .motion_template import motion_fingerprint
 
 
 class GeneratorBackend(Protocol):
+    name: str  # the runtime: 'torch' or 'openvino'
     config: GeneratorConfig
     model: str  # 'full' or 'lip_pose'
     device: torch.device  # where coefficient tensors live
@@ -44,6 +45,8 @@ class GeneratorBackend(Protocol):
 
 class TorchGenerator:
     """A `networks.Generator` run on `device` in `precision` (float32: exact, no TF32; else autocast)."""
+
+    name = "torch"
 
     def __init__(self, generator: Generator, model: str, device: torch.device, precision: torch.dtype):
         self.generator = generator

@@ -1,6 +1,7 @@
 """Shared fixtures: the in-repo parity fixtures and media, synthetic official-format weights (made once, cached)."""
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,9 @@ MEDIA = FIXTURES / "media"  # face image, head-motion video, speech
 TABLES = FIXTURES / "tables"  # official state-dict tables (key, shape, dtype, kind)
 GENERATOR = ROOT / "tests" / "synthetic_weights.py"
 WEIGHTS_CACHE = ROOT / ".cache" / "test_weights"
+# `--backend auto` renders with PyTorch in the suite and in the processes it starts: OpenVINO exports and
+# compiles per weights and shape, minutes on 2 cores (tests/test_backends.py tests it and what auto picks)
+os.environ["EDTALK_BACKEND"] = "torch"
 
 
 def _weights_stamp() -> str:

@@ -3,12 +3,15 @@
     backend = make_backend(generator, "lip_pose", torch.device("cpu"), torch.float32, name="auto")
 
 Every backend has the interface of edtalk/torch_backend.GeneratorBackend (encode_source, animate,
-motion, config, model, device, precision, fingerprint). `auto` is OpenVINO on the CPU when the
-`openvino` package imports, else PyTorch (one log line says why).
+motion, name, config, model, device, precision, fingerprint). `auto` is the backend named by the
+environment variable EDTALK_BACKEND if set (a machine-wide choice, e.g. for the web UI), else
+OpenVINO on the CPU when the `openvino` package imports, else PyTorch (one log line says why);
+`--compile` (torch.compile) is a PyTorch option, so with it `auto` is PyTorch.
 """
 
 import importlib.util
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -21,6 +24,7 @@ from ..errors import EDTalkError
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "openvino")
+ENVIRONMENT = "EDTALK_BACKEND"  # what `auto` means on this machine, if set
 
 
 def openvino_available() -> bool:
@@ -28,22 +32,37 @@ def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def resolve_backend(name: str, device: torch.device) -> str:
-    """'torch' or 'openvino' for a requested backend name (see the module docstring)."""
-    if name not in BACKENDS:
-        raise EDTalkError(f"--backend must be one of {', '.join(BACKENDS)}, got {name}")
-    if name == "openvino" and device.type != "cpu":
-        raise EDTalkError(f"--backend openvino runs on the CPU, but the device is {device}: use --device cpu")
-    if name == "openvino" and not openvino_available():
-        raise EDTalkError("--backend openvino needs the openvino package: pip install -r requirements.txt")
-    if name != "auto":
-        return name
+def auto_backend(device: torch.device) -> str:
+    """What `auto` runs on `device`: $EDTALK_BACKEND if set, else the fastest backend installed
+    ('openvino' on the CPU when installed, else 'torch')."""
+    chosen = os.environ.get(ENVIRONMENT)
+    if chosen:
+        if chosen not in BACKENDS[1:]:
+            raise EDTalkError(f"{ENVIRONMENT} must be one of {', '.join(BACKENDS[1:])}, got {chosen}")
+        return resolve_backend(chosen, device)
     if device.type != "cpu":
         return "torch"
     if not openvino_available():
         log.warning("openvino is not installed: rendering with PyTorch (pip install -r requirements.txt)")
         return "torch"
     return "openvino"
+
+
+def resolve_backend(name: str, device: torch.device, compile: bool = False) -> str:
+    """'torch' or 'openvino' for a requested backend name (see the module docstring); `compile`:
+    the PyTorch decoder is to be torch.compile'd."""
+    if name not in BACKENDS:
+        raise EDTalkError(f"--backend must be one of {', '.join(BACKENDS)}, got {name}")
+    if name == "auto":
+        return "torch" if compile else auto_backend(device)
+    if name == "openvino":
+        if device.type != "cpu":
+            raise EDTalkError(f"--backend openvino runs on the CPU, but the device is {device}: use --device cpu")
+        if compile:
+            raise EDTalkError("--compile compiles the PyTorch decoder: use it with --backend torch or auto")
+        if not openvino_available():
+            raise EDTalkError("--backend openvino needs the openvino package: pip install -r requirements.txt")
+    return name
 
 
 def make_backend(
@@ -53,20 +72,26 @@ def make_backend(
     precision: torch.dtype,
     name: str = "auto",
     cache_dir: str | Path | None = None,
+    batch_size: int = 1,
+    compile: bool = False,
 ):
     """The generator behind the interface of edtalk/torch_backend.GeneratorBackend, on `name`'s runtime.
 
-    cache_dir: where OpenVINO keeps its exported and compiled models (default ~/.cache/edtalk/openvino).
+    cache_dir: where OpenVINO keeps its exported and compiled models (default ~/.cache/edtalk/openvino);
+    batch_size: the frames per animate call (OpenVINO pads a smaller last batch to it, so that one
+    compiled shape serves the whole clip); compile: torch.compile the PyTorch decoder.
     """
-    if resolve_backend(name, device) == "openvino":
+    if resolve_backend(name, device, compile) == "openvino":
         from .openvino import OpenVINOGenerator
 
-        return OpenVINOGenerator(generator, model, precision, cache_dir)
+        return OpenVINOGenerator(generator, model, precision, cache_dir, batch_size)
     from ..torch_backend import TorchGenerator
 
+    if compile:
+        generator.dec = torch.compile(generator.dec)
     return TorchGenerator(generator, model, device, precision)
 
 
 def describe(backend) -> str:
     """'openvino fp32', 'torch bf16'...: the runtime and the precision a backend computes in."""
-    return f"{getattr(backend, 'name', 'torch')} {precision_name(backend.precision)}"
+    return f"{backend.name} {precision_name(backend.precision)}"

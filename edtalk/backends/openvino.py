@@ -3,8 +3,9 @@
 Each network is exported once per weights and input shapes (static shapes: the encoder at batch 1,
 the decoder at the render batch, against 1 or `batch` source encodings) to an IR file in the cache
 folder, and compiled with OpenVINO's model cache there, so a second run neither exports nor
-compiles again. The motion-bank maths (coefficient heads, QR basis, latents) and the EEM
-preparation of a source stay in PyTorch float32.
+compiles again. A last batch smaller than the render batch is padded to it (its last frame
+repeated), so that a clip runs on one compiled decoder. The motion-bank maths (coefficient heads,
+QR basis, latents) and the EEM preparation of a source stay in PyTorch float32.
 
 Precision: fp32 runs every node in float32. bf16 (only where the CPU computes bf16 natively;
 elsewhere OpenVINO runs float32 and the backend reports fp32) lowers the convolutions and matrix
@@ -100,13 +101,21 @@ class OpenVINOGenerator:
 
     name = "openvino"
 
-    def __init__(self, generator: Generator, model: str, precision: torch.dtype, cache_dir: str | Path | None = None):
+    def __init__(
+        self,
+        generator: Generator,
+        model: str,
+        precision: torch.dtype,
+        cache_dir: str | Path | None = None,
+        batch_size: int = 1,
+    ):
         self.generator = generator.cpu().eval()
         self.config = generator.config
         self.model = model
         self.device = torch.device("cpu")
         self._hint = HINTS.get(precision, "f32")
         self.precision = precision
+        self.batch_size = batch_size
         self._core = ov.Core()
         self._folder = Path(cache_dir) if cache_dir else default_cache_dir()
         self._requests = {}
@@ -120,12 +129,16 @@ class OpenVINOGenerator:
             self._fingerprint = motion_fingerprint(self.generator)
         return self._fingerprint
 
+    @staticmethod
+    def _key(part: str, examples: list[torch.Tensor]) -> tuple:
+        return part, tuple(tuple(x.shape) for x in examples)
+
     def _request(self, part: str, examples: list[torch.Tensor]) -> ov.InferRequest:
         """An inference request of the `part` network ('encoder' or 'decoder') compiled for the shapes
         of `examples`, exported and compiled on first use (then read from the cache folder)."""
-        shapes = tuple(tuple(x.shape) for x in examples)
-        if (part, shapes) in self._requests:
-            return self._requests[(part, shapes)]
+        key = self._key(part, examples)
+        if key in self._requests:
+            return self._requests[key]
         xml = self._export(part, examples)
         config = {
             "INFERENCE_PRECISION_HINT": self._hint,
@@ -138,7 +151,7 @@ class OpenVINOGenerator:
             log.warning("this CPU computes no bf16 natively: OpenVINO runs the generator in fp32")
             self._hint, self.precision = "f32", torch.float32
         request = compiled.create_infer_request()
-        self._requests[(part, shapes)] = request
+        self._requests[key] = request
         return request
 
     def _export(self, part: str, examples: list[torch.Tensor]) -> Path:
@@ -153,7 +166,7 @@ class OpenVINOGenerator:
         xml = self._folder / self._stamp / f"{part}-{len(examples)}-{shape}.xml"
         if xml.is_file():
             return xml
-        log.warning("exporting the %s to OpenVINO (once for these shapes; cached in %s)", part, xml.parent)
+        log.info("exporting the %s to OpenVINO (once for these shapes; cached in %s)", part, xml.parent)
         levels = len(self.generator.dec.to_flows)
         module = _Encoder(self.generator) if part == "encoder" else _Decoder(self.generator, levels)
         with torch.no_grad():
@@ -191,13 +204,28 @@ class OpenVINOGenerator:
 
     def render(self, encoded: SourceEncoding, lip: torch.Tensor, pose, exp) -> torch.Tensor:
         """(B, 3, S, S) float32 images in [-1, 1] scale of the encoded source(s) moved by the
-        coefficients (see Generator.animate); the decoder runs at batch B against 1 or B encodings."""
+        coefficients (see Generator.animate); the decoder runs at batch B against 1 or B encodings,
+        B below `batch_size` padded to it."""
         with torch.inference_mode():
             latent, exp_latent = self.generator.latents(encoded, lip.float(), pose, exp)
-        inputs = [latent] + ([exp_latent] if exp_latent is not None else []) + encoded.feats + (encoded.eem or [])
+        latents = [latent] + ([exp_latent] if exp_latent is not None else [])
+        source = encoded.feats + (encoded.eem or [])
+        n = len(latent)
+        if n < self.batch_size:
+            latents = [self._pad(x) for x in latents]
+            padded = [self._pad(x) for x in source]
+            # one encoding per frame (a video source) is padded too; at n = 1 that is ambiguous with one
+            # shared encoding: the shape compiled already decides
+            if len(encoded.wa) == n and (n > 1 or self._key("decoder", latents + padded) in self._requests):
+                source = padded
+        inputs = latents + source
         request = self._request("decoder", inputs)
         request.infer([x.contiguous().numpy() for x in inputs])
-        return torch.from_numpy(request.get_output_tensor(0).data.copy())
+        return torch.from_numpy(request.get_output_tensor(0).data[:n].copy())
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, ...) -> (batch_size, ...): the last row repeated."""
+        return torch.cat([x, x[-1:].expand(self.batch_size - len(x), *x.shape[1:])])
 
     def motion(self, crops: np.ndarray, parts) -> dict[str, torch.Tensor]:
         """{part: (N, dim)} motion coefficients of (N, 256, 256, 3) uint8 face crops."""
