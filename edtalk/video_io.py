@@ -3,6 +3,7 @@
 ffmpeg comes from the imageio-ffmpeg wheel (no system install). Frames are (H, W, 3) uint8 RGB.
 """
 
+import logging
 import os
 import queue
 import re
@@ -19,6 +20,21 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import EDTalkError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+
+
+def _not_a_turned_video(record: logging.LogRecord) -> bool:
+    """Drops imageio-ffmpeg's warning that a video is read at another frame size than its stream's
+    when the two are each other turned by 90 degrees: ffmpeg turned a phone video upright, as it
+    should (the frames' size is the upright one). Any other size mismatch is still shown."""
+    sizes = re.fullmatch(
+        r"The frame size for reading \((\d+), (\d+)\) is different from the source frame size "
+        r"\((\d+), (\d+)\)\.",
+        record.getMessage(),
+    )
+    return not (sizes and sizes.group(1, 2) == sizes.group(4, 3))
+
+
+logging.getLogger("imageio_ffmpeg").addFilter(_not_a_turned_video)
 
 
 class MediaError(EDTalkError):

@@ -109,3 +109,34 @@ def test_writer_names_the_size_of_the_file_it_writes(tmp_path):
         assert writer.size == (510, 512)
     frame = next(iter_frames(path, fps=None))
     assert frame.shape[:2] == writer.size
+
+
+def test_a_turned_phone_video_is_read_upright_without_imageio_warnings(tmp_path, caplog):
+    """A 64x48 clip whose display matrix says 'turn by 90 degrees' (as phones record): frames come
+    upright (48 wide, 64 high) and imageio-ffmpeg's frame-size warning is not shown; any other size
+    warning of imageio-ffmpeg still is."""
+    import logging
+    import subprocess
+
+    import imageio_ffmpeg
+
+    from edtalk.video_io import video_duration
+
+    frames = np.zeros((5, 48, 64, 3), np.uint8)
+    frames[:, :, :32] = 255  # left half white: after turning, one half of the rows is white
+    with VideoWriter(tmp_path / "plain.mp4") as writer:
+        writer.write(frames)
+    turned = tmp_path / "turned.mp4"
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-display_rotation", "90"]
+    subprocess.run([*command, "-i", str(tmp_path / "plain.mp4"), "-c", "copy", str(turned)], check=True)
+    with caplog.at_level(logging.DEBUG):
+        read = np.stack(list(iter_frames(turned)))
+        assert video_duration(turned) == pytest.approx(0.2, abs=0.05)
+    assert read.shape == (5, 64, 48, 3)
+    white_rows = read[0].mean(axis=(1, 2)) > 128
+    assert white_rows[:28].all() != white_rows[36:].all()  # the white half is now a top or bottom half
+    assert "frame size" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        message = "The frame size for reading (40, 64) is different from the source frame size (64, 48)."
+        logging.getLogger("imageio_ffmpeg").warning(message)
+    assert message in caplog.text
