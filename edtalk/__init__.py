@@ -3,8 +3,11 @@
 >>> import edtalk
 >>> gen = edtalk.load_generator("ckpts/EDTalk.pt")          # full or lip-pose, told from keys
 >>> a2l = edtalk.load_audio2lip("ckpts/Audio2Lip.pt")
->>> lip = a2l.predict(torch.from_numpy(edtalk.audio.mel_windows("speech.wav")))   # (T, 20)
->>> frames = gen.animate(source, lip[:8], pose=None, exp=happy)                      # (8, 3, 256, 256)
+>>> lip = edtalk.predict_from_mel(a2l, torch.from_numpy(edtalk.audio.mel_windows("speech.wav")))  # (T, 20)
+>>> frames = edtalk.animate(gen, source, lip[:8], pose=None, exp=happy)                 # (8, 3, 256, 256)
+
+`edtalk.animate`, `edtalk.encode_source` and `edtalk.predict_from_mel` check the tensors (one-line
+EDTalkError) before calling the network's own method, which checks nothing.
 """
 
 from . import audio
@@ -21,6 +24,7 @@ from .checkpoints import (
 from .device import resolve_device
 from .errors import AudioError, CheckpointError, EDTalkError
 from .gfpgan import load_gfpgan
+from .inputs import animate, encode_source, predict_from_mel
 
 __all__ = [
     "CHECKPOINTS",
@@ -28,7 +32,9 @@ __all__ = [
     "AudioError",
     "CheckpointError",
     "EDTalkError",
+    "animate",
     "audio",
+    "encode_source",
     "load_audio2exp",
     "load_audio2lip",
     "load_audio2pose",
@@ -36,5 +42,6 @@ __all__ = [
     "load_expression_weights",
     "load_generator",
     "load_gfpgan",
+    "predict_from_mel",
     "resolve_device",
 ]

@@ -218,9 +218,16 @@ class FaceReader:
         return Source(str(path), crops.finish(), matrices, originals.finish() if originals else None, storage)
 
 
+# ---- tensors from library users ---------------------------------------------------------------
+# The networks check nothing (a range check reads values back from the device, a sync per call):
+# a library user's tensors enter them through these functions, checked once, with one-line errors.
+
+
 def check_generator_inputs(config, source, lip, pose=None, exp=None) -> None:
-    """Check what a library user hands to `Generator.animate` (see its docstring for the shapes);
-    a one-line EDTalkError naming the input and what is wrong. `config`: the GeneratorConfig."""
+    """Check what a library user hands to `Generator.animate` (see its docstring for the shapes):
+    source a (1 or B, 3, size, size) tensor in [-1, 1] or a SourceEncoding, lip / pose / exp frames
+    (B, 3, size, size) or coefficients (B, dim), each batch B or 1. A one-line EDTalkError names the
+    input and what is wrong. `config`: the generator's GeneratorConfig."""
     if exp is not None and not config.has_expression:
         raise EDTalkError(
             "this is the lip-pose generator (no expression bank): expression control needs the full "
@@ -228,13 +235,44 @@ def check_generator_inputs(config, source, lip, pose=None, exp=None) -> None:
         )
     if torch.is_tensor(source):
         check_image_tensor("source", source, config.size)
+    sizes = {"source": source.shape[0] if torch.is_tensor(source) else source.batch}
     dims = {"lip": config.lip_dim, "pose": config.pose_dim, "exp": config.exp_dim}
     for part, x in (("lip", lip), ("pose", pose), ("exp", exp)):
-        if x is None:
+        if x is None and part != "lip":
             continue
+        if not torch.is_tensor(x):
+            raise EDTalkError(f"{part} must be a tensor of frames or coefficients, got {type(x).__name__}")
         if x.dim() == 4:
             check_image_tensor(f"{part} frames", x, config.size)
         elif x.dim() != 2 or x.shape[1] != dims[part]:
             raise EDTalkError(
                 f"{part} must be (B, {dims[part]}) coefficients or (B, 3, H, W) frames, got shape {tuple(x.shape)}"
             )
+        sizes[part] = x.shape[0]
+    batches = {k: v for k, v in sizes.items() if v != 1}
+    if len(set(batches.values())) > 1:
+        detail = ", ".join(f"{k}={v}" for k, v in batches.items())
+        raise EDTalkError(f"batch sizes differ ({detail}); give each input batch B or 1")
+
+
+def encode_source(generator, source: torch.Tensor):
+    """`generator.encode_source` for a library user's (1 or B, 3, size, size) images in [-1, 1],
+    checked first; the SourceEncoding it returns goes to `animate` for every batch of frames."""
+    check_image_tensor("source", source, generator.config.size)
+    return generator.encode_source(source)
+
+
+def animate(generator, source, lip: torch.Tensor, pose=None, exp=None) -> torch.Tensor:
+    """`generator.animate` for a library user's tensors, checked first (`check_generator_inputs`):
+    returns the (B, 3, size, size) frames in [-1, 1] scale."""
+    check_generator_inputs(generator.config, source, lip, pose, exp)
+    return generator.animate(source, lip, pose, exp)
+
+
+def predict_from_mel(model, windows: torch.Tensor):
+    """`model.predict` (Audio2Lip: (T, 20) mouth coefficients; Audio2Exp: (T, 10) expression and
+    emotion probabilities) for a library user's (T, 1, 80, 16) mel windows, checked first."""
+    if not torch.is_tensor(windows) or windows.dim() != 4 or tuple(windows.shape[1:]) != (1, 80, 16):
+        shape = tuple(windows.shape) if torch.is_tensor(windows) else type(windows).__name__
+        raise AudioError(f"mel windows must be (T, 1, 80, 16) (edtalk.audio.mel_windows), got {shape}")
+    return model.predict(windows)

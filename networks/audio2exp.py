@@ -109,8 +109,9 @@ class Audio2Exp(nn.Module):
     @torch.no_grad()
     def predict(self, windows: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
         """One clip: (T, 1, 80, 16) -> expression (T, exp_dim), emotion probabilities (num_emotions,)."""
-        if windows.dim() != 4 or tuple(windows.shape[1:]) != (1, 80, 16):
-            raise ValueError(f"mel windows must be (T, 1, 80, 16), got {tuple(windows.shape)}")
+        assert windows.dim() == 4 and tuple(windows.shape[1:]) == (1, 80, 16), (
+            f"(T, 1, 80, 16) expected: {windows.shape}"
+        )
         return self.predict_chunks(windows.split(chunk))
 
     @torch.no_grad()

@@ -77,17 +77,18 @@ class Audio2Lip(nn.Module):
     def predict(self, windows: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
         """Smoothed coefficients for one clip, as the demos use them: (T, 1, 80, 16) -> (T, lip_dim).
 
-        Windows are encoded `chunk` at a time (exact in eval mode).
+        Windows are encoded `chunk` at a time (exact in eval mode). Not checked here: a library
+        user's windows go through edtalk.inputs.predict_from_mel.
         """
-        if windows.dim() != 4 or tuple(windows.shape[1:]) != (1, 80, 16):
-            raise ValueError(f"mel windows must be (T, 1, 80, 16), got {tuple(windows.shape)}")
+        assert windows.dim() == 4 and tuple(windows.shape[1:]) == (1, 80, 16), (
+            f"(T, 1, 80, 16) expected: {windows.shape}"
+        )
         return self.predict_chunks(windows.split(chunk))
 
     @torch.no_grad()
     def predict_chunks(self, chunks: Iterable[torch.Tensor]) -> torch.Tensor:
         """Like `predict`, for a clip whose (n, 1, 80, 16) windows arrive in consecutive chunks, so
         that they never all have to be in memory. The smoothing runs over the whole (T, 20) track."""
-        if self.training:
-            raise RuntimeError("Audio2Lip.predict needs eval mode (BatchNorm running statistics)")
+        assert not self.training, "Audio2Lip.predict needs eval mode (BatchNorm running statistics)"
         raw = torch.cat([self(chunk) for chunk in chunks])
         return smooth_coefficients(raw, gaussian_kernel(self.smoothing_size, self.smoothing_sigma))

@@ -125,8 +125,9 @@ class Generator(nn.Module):
         return self.enc(channels_last(images))[0]
 
     def encode_source(self, source: torch.Tensor) -> SourceEncoding:
-        """Encode identity source image(s) (1 or B, 3, size, size) once, for reuse across frames."""
-        self._check_images("source", source)
+        """Encode identity source image(s) (1 or B, 3, size, size) in [-1, 1] once, for reuse across frames.
+        Inputs are not checked here (edtalk.inputs checks a library user's tensors)."""
+        assert source.dim() == 4 and source.shape[1] == 3, f"source images must be (B, 3, H, W), got {source.shape}"
         wa, feats = self.enc(channels_last(source))
         feats = [f.float() for f in feats]  # kept in float32 (under autocast too): the decoder warps them in float32
         return SourceEncoding(wa=wa, feats=feats, eem=self.dec.prepare_eem(feats))
@@ -204,11 +205,7 @@ class Generator(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The decoder's inputs for an encoded source moved by the drivers (as in `animate`): the
         latent (B, 512) and the expression latent (B, 512; None for the lip-pose model)."""
-        if exp is not None and not self.has_expression:
-            raise ValueError(
-                "this is the lip-pose generator (no expression bank): expression control needs the full "
-                "EDTalk generator (EDTalk.pt)"
-            )
+        assert exp is None or self.has_expression, "expression drivers need the full generator (exp_dim > 0)"
         drivers = {"lip": lip, "pose": pose, "exp": exp if self.has_expression else None}
         batch = self._batch_size(drivers, source)
         alphas = self._driver_coefficients(drivers, source, batch)
@@ -228,7 +225,6 @@ class Generator(nn.Module):
         for part in parts:
             x = drivers[part]
             if x is not None and x.dim() == 4 and not any(x is f for f in frames):
-                self._check_images(f"{part} frames", x)
                 frames.append(x)
         codes = {}
         if frames:
@@ -243,37 +239,15 @@ class Generator(nn.Module):
             elif x.dim() == 4:
                 alpha = self.coefficients(codes[id(x)], part)
             else:
-                self._check_coefficients(part, x, dims[part])
+                assert x.dim() == 2 and x.shape[1] == dims[part], f"{part}: (B, {dims[part]}) expected, got {x.shape}"
                 alpha = x.to(src.wa.dtype)
             alphas.append(alpha.expand(batch, -1) if alpha.shape[0] != batch else alpha)
         return alphas
 
     @staticmethod
     def _batch_size(drivers: dict, src: SourceEncoding) -> int:
-        sizes = {name: x.shape[0] for name, x in drivers.items() if x is not None and x.shape[0] != 1}
-        if src.batch != 1:
-            sizes["source"] = src.batch
-        if len(set(sizes.values())) > 1:
-            detail = ", ".join(f"{k}={v}" for k, v in sizes.items())
-            raise ValueError(f"batch sizes differ ({detail}); give each input batch B or 1")
-        return next(iter(sizes.values()), 1)
-
-    def _check_images(self, name: str, x: torch.Tensor) -> None:
-        size = self.config.size
-        if not torch.is_tensor(x) or x.dim() != 4 or tuple(x.shape[1:]) != (3, size, size):
-            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-            raise ValueError(f"{name} must be a (B, 3, {size}, {size}) image tensor in [-1, 1], got {shape}")
-        if not x.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor in [-1, 1], got dtype {x.dtype}")
-        lo, hi = torch.aminmax(x.detach())
-        if lo < -1.01 or hi > 1.01:
-            raise ValueError(
-                f"{name} values must lie in [-1, 1] (RGB scaled as x/127.5 - 1), got [{lo.item():.3g}, {hi.item():.3g}]"
-            )
-
-    @staticmethod
-    def _check_coefficients(part: str, x: torch.Tensor, dim: int) -> None:
-        if x.dim() != 2 or x.shape[1] != dim:
-            raise ValueError(
-                f"{part} must be (B, {dim}) coefficients or (B, 3, H, W) frames, got shape {tuple(x.shape)}"
-            )
+        """The batch B of the inputs, each of which has batch B or 1 (edtalk.inputs checks user input)."""
+        sizes = {x.shape[0] for x in drivers.values() if x is not None} | {src.batch}
+        sizes.discard(1)
+        assert len(sizes) <= 1, f"batch sizes differ: {sorted(sizes)}"
+        return max(sizes, default=1)

@@ -10,7 +10,7 @@ import pytest
 import soundfile
 import torch
 
-from edtalk import AudioError, audio
+from edtalk import AudioError, audio, predict_from_mel
 from networks import gaussian_kernel
 
 from .conftest import MEDIA, PARITY
@@ -108,8 +108,10 @@ def test_audio2lip_matches_official(audio2lip, ref):
 
 
 def test_audio2lip_rejects_wrong_window_shape(audio2lip):
-    with pytest.raises(ValueError, match=r"mel windows must be \(T, 1, 80, 16\)"):
-        audio2lip.predict(torch.zeros(5, 80, 16))
+    """A library user's windows are checked by edtalk.predict_from_mel (the network checks nothing)."""
+    with pytest.raises(AudioError, match=r"^mel windows must be \(T, 1, 80, 16\) .*got \(5, 80, 16\)$"):
+        predict_from_mel(audio2lip, torch.zeros(5, 80, 16))
+    assert predict_from_mel(audio2lip, torch.zeros(3, 1, 80, 16)).shape == (3, 20)
 
 
 # ---- any format, any sample rate -----------------------------------------------------------------

@@ -160,7 +160,7 @@ def test_self_reconstruction_forward(lip_pose_generator, ref_v):
     assert_close(out, expected, 1e-6)
 
 
-# ---- user mistakes give clear messages -----------------------------------------------------------
+# ---- a library user's mistakes give clear messages (edtalk.inputs; the networks check nothing) ---------
 
 
 @pytest.mark.parametrize(
@@ -175,18 +175,45 @@ def test_self_reconstruction_forward(lip_pose_generator, ref_v):
     ],
 )
 def test_bad_source_image(lip_pose_generator, bad, message):
-    with pytest.raises(ValueError, match=message):
-        lip_pose_generator.animate(bad, torch.zeros(1, 20))
+    with pytest.raises(edtalk.EDTalkError, match=message):
+        edtalk.animate(lip_pose_generator, bad, torch.zeros(1, 20))
+    with pytest.raises(edtalk.EDTalkError, match=message):
+        edtalk.encode_source(lip_pose_generator, bad)
 
 
 def test_bad_drivers(full_generator, lip_pose_generator, ref_a):
     source = ref_a["source"]
-    with pytest.raises(ValueError, match=r"lip must be \(B, 20\) coefficients"):
-        full_generator.animate(source, torch.zeros(2, 19))
-    with pytest.raises(ValueError, match=r"batch sizes differ \(lip=2, pose=3\)"):
-        full_generator.animate(source, torch.zeros(2, 20), torch.zeros(3, 6))
-    with pytest.raises(ValueError, match=r"lip-pose generator.*needs the full EDTalk generator \(EDTalk.pt\)"):
-        lip_pose_generator.animate(source, torch.zeros(1, 20), exp=torch.zeros(1, 10))
+    encoded = full_generator.encode_source(source)
+    cases = [
+        (
+            full_generator,
+            source,
+            (torch.zeros(2, 19),),
+            r"^lip must be \(B, 20\) coefficients or \(B, 3, H, W\) frames",
+        ),
+        (full_generator, source, (None,), r"^lip must be a tensor of frames or coefficients, got NoneType$"),
+        (full_generator, source, (torch.zeros(2, 20), torch.zeros(3, 6)), r"batch sizes differ \(lip=2, pose=3\)"),
+        (full_generator, encoded.select(torch.tensor([0, 0])), (torch.zeros(3, 20),), r"\(source=2, lip=3\)"),
+        (full_generator, source, (torch.zeros(1, 20), torch.full((1, 3, 256, 256), -3.0)), r"^pose frames values"),
+        (
+            lip_pose_generator,
+            source,
+            (torch.zeros(1, 20), None, torch.zeros(1, 10)),
+            r"lip-pose generator.*needs the full EDTalk generator \(EDTalk.pt\)",
+        ),
+    ]
+    for gen, src, drivers, message in cases:
+        with pytest.raises(edtalk.EDTalkError, match=message):
+            edtalk.animate(gen, src, *drivers)
+
+
+def test_checked_entry_points_give_the_networks_results(full_generator, ref_a):
+    """edtalk.animate / encode_source check, then return exactly what the network's own methods return."""
+    gen, exp = full_generator, ref_a["exp_frames"]
+    src = edtalk.encode_source(gen, ref_a["source"])
+    checked = edtalk.animate(gen, src, ref_a["lip_coef"], ref_a["pose_frames"], exp)
+    assert_close(checked, gen.animate(ref_a["source"], ref_a["lip_coef"], ref_a["pose_frames"], exp), 0.0)
+    assert_close(checked, ref_a["output"], ATOL_OUT)
 
 
 def test_basis_is_cached_at_inference_and_follows_weight_changes():
