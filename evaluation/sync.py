@@ -25,7 +25,7 @@ import scipy.fft
 import scipy.signal
 import torch
 
-from edtalk.checkpoints import read_checkpoint
+from edtalk.checkpoints import read_checkpoint, strip_prefixes
 from edtalk.errors import CheckpointError, EDTalkError
 from networks.syncnet import SyncNetV2
 
@@ -278,9 +278,8 @@ class ExpertSyncScorer:
             raise CheckpointError(f"{path} is not a lip-sync expert checkpoint (no 'syncnet' entry)")
         self.device = torch.device(device)
         self.net = SyncNet()
-        state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in data["syncnet"].items()}
         try:
-            self.net.load_state_dict(state)
+            self.net.load_state_dict(strip_prefixes(data["syncnet"]))
         except RuntimeError:
             raise CheckpointError(f"{path}: its 'syncnet' entry does not fit the lip-sync expert") from None
         self.net.to(self.device).eval()

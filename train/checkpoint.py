@@ -77,13 +77,3 @@ def load(path: str | Path) -> dict:
     if "step" not in data and "gen" not in data and "audio2lip" not in data:
         raise SystemExit(f"{path} is not a training or EDTalk checkpoint")
     return data
-
-
-def strip_prefixes(state: dict) -> dict:
-    """Remove DataParallel / torch.compile key prefixes."""
-    out = {}
-    for key, value in state.items():
-        for prefix in ("module.", "_orig_mod."):
-            key = key.removeprefix(prefix)
-        out[key] = value
-    return out

@@ -38,9 +38,10 @@ from pathlib import Path
 
 import torch
 
+from edtalk.checkpoints import strip_prefixes
 from edtalk.files import write_atomically
 
-from .checkpoint import load, strip_prefixes
+from .checkpoint import load
 
 LIA_MARKERS = ("enc.fc.4.weight", "dec.direction.weight")  # present in LIA's generator only
 FRESH = ("lip_fc.", "pose_fc.", "direction_lipnonlip.")  # lip-pose keys LIA has no counterpart for

@@ -24,11 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edtalk.checkpoints import strip_prefixes
 from networks.audio2exp import Audio2Exp
 from networks.audio2pose import Audio2Pose, pose_style
 
 from . import teacher
-from .checkpoint import load, strip_prefixes
+from .checkpoint import load
 from .config import MotionConfig
 from .datasets import AudioWindowDataset
 from .stage import Stage

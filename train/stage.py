@@ -36,7 +36,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .checkpoint import strip_prefixes
+from edtalk.checkpoints import strip_prefixes
+
 from .config import TrainConfig
 
 

@@ -9,12 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edtalk.checkpoints import strip_prefixes
 from networks import EDTALK, LIP_POSE, Audio2Lip, Generator
 from networks.discriminator import Discriminator
 from networks.lipsync_expert import SyncNet, crop_boxes, lower_halves
 
 from . import lia, losses, wav2lip
-from .checkpoint import load, strip_prefixes
+from .checkpoint import load
 from .config import Audio2MouthConfig, FineTuneConfig, ImageConfig, TrainConfig
 from .datasets import AudioWindowDataset, CrossPairDataset, PairDataset
 from .motion_stages import MOTION_STAGES

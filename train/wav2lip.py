@@ -14,7 +14,9 @@ from pathlib import Path
 
 from torch import nn
 
-from .checkpoint import read, strip_prefixes
+from edtalk.checkpoints import strip_prefixes
+
+from .checkpoint import read
 
 PREFIX = "audio_encoder."
 
