@@ -33,32 +33,31 @@ class Preset:
     splits: dict  # split -> (subjects, sentences)
 
 
-def _voca(numbers: range) -> list[str]:
-    return [f"sentence{i:02d}" for i in numbers]
-
-
-def _biwi(numbers: range) -> list[str]:
-    return [f"e{i:02d}" for i in numbers]
+def _preset(num_vertices: int, fps: float, sentence: str, splits: dict[str, tuple[list[str], int, int]]) -> Preset:
+    """A preset whose splits are {split: (subjects, first, last)}: those subjects' sentences
+    `sentence.format(i)` for i in first..last (both included)."""
+    return Preset(
+        num_vertices,
+        fps,
+        {
+            name: (subjects, [sentence.format(i) for i in range(first, last + 1)])
+            for name, (subjects, first, last) in splits.items()
+        },
+    )
 
 
 PRESETS = {
-    "vocaset": Preset(
+    "vocaset": _preset(
         5023,
         30.0,
-        {
-            "train": (VOCASET_TRAIN, _voca(range(1, 41))),
-            "val": (VOCASET_VAL, _voca(range(21, 41))),
-            "test": (VOCASET_TEST, _voca(range(21, 41))),
-        },
+        "sentence{:02d}",
+        {"train": (VOCASET_TRAIN, 1, 40), "val": (VOCASET_VAL, 21, 40), "test": (VOCASET_TEST, 21, 40)},
     ),
-    "biwi": Preset(
+    "biwi": _preset(
         23370,
         25.0,
-        {
-            "train": (BIWI_SUBJECTS, _biwi(range(1, 33))),
-            "val": (BIWI_SUBJECTS, _biwi(range(33, 37))),
-            "test": (BIWI_SUBJECTS, _biwi(range(37, 41))),
-        },
+        "e{:02d}",
+        {"train": (BIWI_SUBJECTS, 1, 32), "val": (BIWI_SUBJECTS, 33, 36), "test": (BIWI_SUBJECTS, 37, 40)},
     ),
     "custom": Preset(None, None, {}),
 }
