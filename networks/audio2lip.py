@@ -1,26 +1,20 @@
 """Audio-to-Mouth network: Wav2Lip's audio encoder + a linear map to the 20 mouth coefficients."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# (in, out, kernel, stride, padding, residual) of the 13 encoder blocks (keys `audio_encoder.N`).
-AUDIO_ENCODER_BLOCKS = (
-    (1, 32, 3, 1, 1, False),
-    (32, 32, 3, 1, 1, True),
-    (32, 32, 3, 1, 1, True),
-    (32, 64, 3, (3, 1), 1, False),
-    (64, 64, 3, 1, 1, True),
-    (64, 64, 3, 1, 1, True),
-    (64, 128, 3, 3, 1, False),
-    (128, 128, 3, 1, 1, True),
-    (128, 128, 3, 1, 1, True),
-    (128, 256, 3, (3, 2), 1, False),
-    (256, 256, 3, 1, 1, True),
-    (256, 512, 3, 1, 0, False),
-    (512, 512, 1, 1, 0, False),
+# Wav2Lip's encoders in stages: (in, out, kernel, stride, padding, residual blocks after it). A stage is
+# one ConvBlock then that many 3x3 residual ConvBlocks; `conv_stack` numbers the blocks `N` in order.
+AUDIO_ENCODER_STAGES = (
+    (1, 32, 3, 1, 1, 2),
+    (32, 64, 3, (3, 1), 1, 2),
+    (64, 128, 3, 3, 1, 2),
+    (128, 256, 3, (3, 2), 1, 1),
+    (256, 512, 3, 1, 0, 0),
+    (512, 512, 1, 1, 0, 0),
 )
 
 
@@ -37,6 +31,15 @@ class ConvBlock(nn.Module):
         if self.residual:
             out = out + x
         return F.relu(out)
+
+
+def conv_stack(stages: Sequence[tuple]) -> nn.Sequential:
+    """The ConvBlocks of `stages` (see AUDIO_ENCODER_STAGES) in one Sequential (state-dict keys `N.conv_block...`)."""
+    blocks = []
+    for cin, cout, kernel, stride, padding, residuals in stages:
+        blocks.append(ConvBlock(cin, cout, kernel, stride, padding))
+        blocks += [ConvBlock(cout, cout, 3, 1, 1, residual=True) for _ in range(residuals)]
+    return nn.Sequential(*blocks)
 
 
 def gaussian_kernel(size: int = 3, sigma: float = 1.0) -> torch.Tensor:
@@ -62,7 +65,7 @@ class Audio2Lip(nn.Module):
 
     def __init__(self, lip_dim: int = 20, smoothing_size: int = 3, smoothing_sigma: float = 1.0):
         super().__init__()
-        self.audio_encoder = nn.Sequential(*(ConvBlock(*spec) for spec in AUDIO_ENCODER_BLOCKS))
+        self.audio_encoder = conv_stack(AUDIO_ENCODER_STAGES)
         self.mapping = nn.Linear(512, lip_dim)
         self.smoothing_size = smoothing_size
         self.smoothing_sigma = smoothing_sigma

@@ -7,30 +7,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .audio2lip import AUDIO_ENCODER_BLOCKS, ConvBlock
+from .audio2lip import AUDIO_ENCODER_STAGES, conv_stack
 
-# (in, out, kernel, stride, padding, residual) of the face encoder: 5 stacked lower-half crops.
-FACE_ENCODER_BLOCKS = (
-    (15, 32, 7, 1, 3, False),
-    (32, 64, 5, (1, 2), 1, False),
-    (64, 64, 3, 1, 1, True),
-    (64, 64, 3, 1, 1, True),
-    (64, 128, 3, 2, 1, False),
-    (128, 128, 3, 1, 1, True),
-    (128, 128, 3, 1, 1, True),
-    (128, 128, 3, 1, 1, True),
-    (128, 256, 3, 2, 1, False),
-    (256, 256, 3, 1, 1, True),
-    (256, 256, 3, 1, 1, True),
-    (256, 512, 3, 2, 1, False),
-    (512, 512, 3, 1, 1, True),
-    (512, 512, 3, 1, 1, True),
-    (512, 512, 3, 2, 1, False),
-    (512, 512, 3, 1, 0, False),
-    (512, 512, 1, 1, 0, False),
+# The face encoder's stages (as AUDIO_ENCODER_STAGES) over 5 stacked lower-half crops.
+FACE_ENCODER_STAGES = (
+    (15, 32, 7, 1, 3, 0),
+    (32, 64, 5, (1, 2), 1, 2),
+    (64, 128, 3, 2, 1, 3),
+    (128, 256, 3, 2, 1, 2),
+    (256, 512, 3, 2, 1, 2),
+    (512, 512, 3, 2, 1, 0),
+    (512, 512, 3, 1, 0, 0),
+    (512, 512, 1, 1, 0, 0),
 )
 # The expert's audio encoder is Audio2Lip's with one more 256-channel residual block.
-SYNC_AUDIO_BLOCKS = AUDIO_ENCODER_BLOCKS[:11] + ((256, 256, 3, 1, 1, True),) + AUDIO_ENCODER_BLOCKS[11:]
+SYNC_AUDIO_STAGES = AUDIO_ENCODER_STAGES[:3] + ((128, 256, 3, (3, 2), 1, 2),) + AUDIO_ENCODER_STAGES[4:]
 FACE_SIZE = 96  # face crops are 96x96; the expert sees their lower half (48x96)
 
 
@@ -39,8 +30,8 @@ class SyncNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.face_encoder = nn.Sequential(*(ConvBlock(*b) for b in FACE_ENCODER_BLOCKS))
-        self.audio_encoder = nn.Sequential(*(ConvBlock(*b) for b in SYNC_AUDIO_BLOCKS))
+        self.face_encoder = conv_stack(FACE_ENCODER_STAGES)
+        self.audio_encoder = conv_stack(SYNC_AUDIO_STAGES)
 
     def forward(self, mel: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
         a = F.normalize(self.audio_encoder(mel).flatten(1), dim=1)
