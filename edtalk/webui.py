@@ -40,6 +40,9 @@ from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
+from histalk import MeshAnimator  # noqa: E402
+from histalk.meshes import read_templates  # noqa: E402
+
 from .checkpoints import (  # noqa: E402
     AUDIO2EXP_FILE,
     AUDIO2POSE_FILE,
@@ -51,6 +54,7 @@ from .checkpoints import (  # noqa: E402
     load_expression_weights,
     where_to_get,
 )
+from .device import resolve_device  # noqa: E402
 from .errors import CheckpointError, EDTalkError  # noqa: E402
 from .face_align import FaceAligner  # noqa: E402
 from .face_sr import FaceRestorer  # noqa: E402
@@ -59,14 +63,23 @@ from .options import PipelineOptions, RenderOptions, defaults  # noqa: E402
 from .output import write_mp4  # noqa: E402
 from .pipeline import MODEL_FILES, TalkingHeadPipeline  # noqa: E402
 
+HISTALK_FILE = "HiSTalk.pt"  # the 3D tab's model (a train/train_histalk.py checkpoint, e.g. best.pt, renamed)
+HISTALK_TEMPLATES = "HiSTalk_templates.pkl"  # its training set's templates.pkl: the subjects offered as faces
 # Optional checkpoints -> the option each one enables (shown only when the file is in the folder).
 OPTIONAL = {
     AUDIO2POSE_FILE: "head pose from the audio",
     AUDIO2EXP_FILE: "expression from the audio",
     GFPGAN_FILE: "face restoration with GFPGAN",
+    HISTALK_FILE: "the 3D tab: a HiSTalk checkpoint from train/train_histalk.py",
 }
 NO_SOURCE = "no source: upload a photo (or, to re-dub, a video)"
 NO_MOUTH_VIDEO = "no mouth video: upload the video whose mouth movements drive the face"
+NO_SPEECH = "no speech: upload or record the speech that drives the face"
+NO_MESH = (
+    f"no face: upload a .ply or .obj face mesh of the model's topology (or put the training set's templates.pkl "
+    f"into the checkpoint folder as {HISTALK_TEMPLATES} and pick a subject)"
+)
+MESH_FILES = (".ply", ".obj")  # the face meshes the 3D tab takes as uploads
 NO_SECOND = "none"  # second-emotion choice: no mix
 DEFAULT_EMOTION = "neutral"  # the emotion control's start value
 CANCELLED = "cancelled: nothing was written"
@@ -151,15 +164,16 @@ class Studio:
         self.options = {name for name in OPTIONAL if (self.ckpt_dir / name).is_file()}
         self._load_audio_models()
         self._load_restorer()
+        self._load_mesh(device)
         self._lock = threading.Lock()  # one render at a time, even while a cancelled one finishes its batch
         self._stops: dict[str, threading.Event] = {}  # session -> Cancel flag of its running render
         self._outputs = tempfile.TemporaryDirectory(prefix="edtalk-webui-")  # removed at exit
 
     def _load(self, load: Callable, *args) -> object | None:
-        """load(*args), or None when it raises CheckpointError, whose line goes to `problems` (once)."""
+        """load(*args), or None when it raises EDTalkError, whose line goes to `problems` (once)."""
         try:
             return load(*args)
-        except CheckpointError as exc:
+        except EDTalkError as exc:
             if str(exc) not in self.problems:
                 self.problems.append(str(exc))
             return None
@@ -190,6 +204,17 @@ class Studio:
         blend = defaults(PipelineOptions)["sr_blend"]
         restorer = FaceRestorer(gfpgan, blend, batch_size=pipe.batch_size, aligner=FaceAligner())
         self.pipelines = {model: pipe.with_restorer(restorer) for model, pipe in self.pipelines.items()}
+
+    def _load_mesh(self, device: str) -> None:
+        """The 3D tab's HiSTalk model (`mesh`, None without HiSTalk.pt) and the subjects of its
+        templates (`subjects`: those of HiSTalk_templates.pkl, when it is there)."""
+        self.mesh, self.subjects = None, []
+        if HISTALK_FILE in self.options:
+            self.mesh = self._load(MeshAnimator.load, self.ckpt_dir / HISTALK_FILE, resolve_device(device))
+        if self.mesh is None:
+            self.options.discard(HISTALK_FILE)
+        elif (self.ckpt_dir / HISTALK_TEMPLATES).is_file():
+            self.subjects = list(self._load(read_templates, self.ckpt_dir / HISTALK_TEMPLATES) or ())
 
     def missing(self, model: str) -> str | None:
         """What to download for `model`, or None when its pipeline is loaded."""
@@ -226,6 +251,24 @@ class Studio:
         `paste_back`. Returns the path of the mp4."""
         values = dict(source=source, audio=audio, pose=pose_video, emotion=emotion, exp_scale=intensity)
         return self.render("audio", dict(values, paste_back=paste_back), progress, request)
+
+    def render_mesh(self, values: dict, progress: gr.Progress = PROGRESS, request: gr.Request = None) -> str:
+        """The 3D tab (HiSTalk): `speech` drives a face mesh, the uploaded `mesh` (.ply / .obj) or the
+        `subject` of HiSTalk_templates.pkl, speaking in the style of training subject `style` (None:
+        the subject's own, else the first); a new mp4 of the shaded mesh with the speech, its path."""
+        _require(self.mesh, f"the 3D tab needs {HISTALK_FILE} in {self.ckpt_dir}")
+        _require(values.get("speech"), NO_SPEECH)
+        uploaded = values.get("mesh")
+        _require(uploaded or (self.subjects and values.get("subject")), NO_MESH)
+        if uploaded and Path(uploaded).suffix.lower() not in MESH_FILES:  # never unpickle an upload
+            raise gr.Error(f"{Path(uploaded).name}: not a face mesh (give a .ply or .obj file)", print_exception=False)
+        template = uploaded or self.ckpt_dir / HISTALK_TEMPLATES
+        subject, style = None if uploaded else values["subject"], values.get("style") or None
+
+        def work(save_path: Path, on_frame: Progress) -> None:
+            self.mesh.render(values["speech"], save_path, template, subject, style, on_progress=on_frame)
+
+        return self.run(work, "histalk", values, progress, request)
 
     def request(self, tab: str, values: dict) -> RenderOptions:
         """The RenderOptions of tab `tab` from its controls' values, keyed by RenderOptions field, and
@@ -280,11 +323,13 @@ class Studio:
         return str(save_path)
 
     def _new_output(self, model: str) -> Path:
-        """A fresh mp4 path in the output folder. Earlier outputs but the newest are deleted first:
-        Gradio has copied them to its cache (the newest may still be being copied)."""
+        """A fresh mp4 path in the output folder (a 3D render writes its .npy beside it). Earlier
+        outputs but the newest are deleted first: Gradio has copied them to its cache (the newest
+        may still be being copied)."""
         folder = Path(self._outputs.name)
         for old in sorted(folder.glob("*.mp4"), key=lambda p: p.stat().st_mtime)[:-1]:
             old.unlink(missing_ok=True)
+            old.with_suffix(".npy").unlink(missing_ok=True)  # the 3D tab's vertices
         return folder / f"edtalk-{model.replace('_', '-')}-{uuid.uuid4().hex[:8]}.mp4"
 
 

@@ -12,6 +12,7 @@ from .webui import (
     DEFAULTS,
     FILE_BOX_HEIGHT,
     GENERATOR,
+    MESH_FILES,
     MODES,
     NO_SECOND,
     OPTIONAL,
@@ -20,6 +21,8 @@ from .webui import (
 )
 
 # isort: split
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -47,6 +50,9 @@ def build_page(studio: Studio) -> gr.Blocks:
             _lip_pose_tab(studio)
         with gr.Tab("Re-dub a video"):
             _redub_tab(studio)
+        if studio.mesh is not None:
+            with gr.Tab("3D (HiSTalk)"):
+                _mesh_tab(studio)
     return demo.queue(default_concurrency_limit=1)
 
 
@@ -121,17 +127,18 @@ def _look(studio: Studio, tab: str) -> dict:
     return options
 
 
-def _action(studio: Studio, tab: str):
-    """The Render handler of tab `tab`: the controls' values come as keywords; returns the video and
-    the message box (a failed render's one-line reason stays there until the next render)."""
+def _action(render: Callable[..., str]) -> Callable:
+    """A Render handler over render(values, progress, request) (Studio.render of a tab, or
+    Studio.render_mesh): the controls' values come as keywords; it returns the video and the
+    message box (a failed render's one-line reason stays there until the next render)."""
 
-    def render(progress: gr.Progress = PROGRESS, request: gr.Request = None, **values):
+    def act(progress: gr.Progress = PROGRESS, request: gr.Request = None, **values):
         try:
-            return studio.render(tab, values, progress, request), _message("")
+            return render(values, progress, request), _message("")
         except gr.Error as failed:
             return None, _message(failed.message)
 
-    return render
+    return act
 
 
 def _message(text: str) -> gr.Textbox:
@@ -139,20 +146,20 @@ def _message(text: str) -> gr.Textbox:
     return gr.Textbox(value=text, visible=bool(text))
 
 
-def _actions(studio: Studio, tab: str, inputs: dict) -> gr.Video:
+def _actions(studio: Studio, tab: str, inputs: dict, render: Callable[..., str] | None = None) -> gr.Video:
     """Render and Cancel buttons, the result video and a message box (elem_id `<tab>-render`,
-    `<tab>-cancel`, `<tab>-result`, `<tab>-message`), wired to Studio.render with `inputs` (keyword
-    -> component). Without the model's checkpoint, what to download."""
-    missing = studio.missing(MODES[tab].model)
+    `<tab>-cancel`, `<tab>-result`, `<tab>-message`), wired to `render` (default: Studio.render of
+    tab `tab`) with `inputs` (keyword -> component). Without the model's checkpoint, what to download."""
+    missing = studio.missing(MODES[tab].model) if tab in MODES else None
     if missing:
         gr.Markdown(f"**Switched off**: {missing}.")
     with gr.Row():
-        render = gr.Button("Render", variant="primary", interactive=missing is None, elem_id=f"{tab}-render")
+        button = gr.Button("Render", variant="primary", interactive=missing is None, elem_id=f"{tab}-render")
         cancel = gr.Button("Cancel", variant="stop", elem_id=f"{tab}-cancel")
     video = gr.Video(label="Result", buttons=["download"], interactive=False, autoplay=True, elem_id=f"{tab}-result")
     message = gr.Textbox(label="Message", interactive=False, visible=False, elem_id=f"{tab}-message")
-    event = render.click(lambda: _message(""), outputs=message, queue=False, api_visibility="private").then(
-        _action(studio, tab),
+    event = button.click(lambda: _message(""), outputs=message, queue=False, api_visibility="private").then(
+        _action(render or functools.partial(studio.render, tab)),
         inputs_kwargs=inputs,
         outputs=[video, message],
         api_name=f"render_{tab.replace('-', '_')}",
@@ -233,3 +240,22 @@ def _redub_tab(studio: Studio) -> None:
         with gr.Column():
             _actions(studio, "redub", dict(source=source, audio=audio, **options))
             gr.Examples([[str(SAMPLE_MOUTH_VIDEO), str(SAMPLE_SPEECH)]], [source, audio])
+
+
+def _mesh_tab(studio: Studio) -> None:
+    """3D (HiSTalk): speech drives a face mesh (a subject of the training set, or an uploaded mesh)."""
+    with gr.Row():
+        with gr.Column():
+            speech = _audio(elem_id="mesh-speech")
+            inputs = dict(speech=speech)
+            if studio.subjects:
+                label = "Face: a subject of the training set (an uploaded mesh replaces it)"
+                inputs["subject"] = gr.Dropdown(studio.subjects, value=studio.subjects[0], label=label)
+            label = "Face mesh (.ply / .obj, the model's topology; optional with a subject above)"
+            inputs["mesh"] = gr.File(label=label, type="filepath", file_types=list(MESH_FILES), height=FILE_BOX_HEIGHT)
+            styles = studio.mesh.styles
+            label = "Speaking style: a training subject (empty: the face's own when it trained, else the first)"
+            inputs["style"] = gr.Dropdown(styles, value=None, label=label)
+        with gr.Column():
+            _actions(studio, "mesh", inputs, studio.render_mesh)
+            gr.Examples([[str(SAMPLE_SPEECH)]], [speech])

@@ -15,6 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -23,10 +24,13 @@ import demo_EDTalk_A  # noqa: E402
 from edtalk.checkpoints import AUDIO2EXP_FILE, AUDIO2POSE_FILE, FULL, where_to_get  # noqa: E402
 from edtalk.gfpgan import GFPGAN_FILE  # noqa: E402
 from edtalk.options import RenderOptions, defaults  # noqa: E402
-from edtalk.webui import MODES, Progress, Studio, expression_mix  # noqa: E402
+from edtalk.webui import HISTALK_FILE, HISTALK_TEMPLATES, MODES, Progress, Studio, expression_mix  # noqa: E402
 from edtalk.webui_page import build_page  # noqa: E402
+from histalk.meshes import write_ply, write_templates  # noqa: E402
+from histalk.synthetic import grid_face  # noqa: E402
 from networks.audio2exp import Audio2Exp  # noqa: E402
 from networks.audio2pose import Audio2Pose  # noqa: E402
+from networks.histalk import HiSTalk, HiSTalkConfig  # noqa: E402
 
 from .conftest import MEDIA, ROOT  # noqa: E402
 from .test_demos import ckpt_dir, probe  # noqa: E402, F401 (ckpt_dir is a fixture)
@@ -185,6 +189,42 @@ def test_controls_start_at_the_schema_defaults_and_the_tabs_differ_only_as_data(
     )
     reference = studio.request("audio", dict(source="a.jpg", audio="s.wav", exp="e.mp4", emotion="happy"))
     assert (reference.exp, reference.exp_type, reference.seed, reference.exp_scale) == ("e.mp4", None, 0, 1.0)
+
+
+def histalk_checkpoint(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A tiny untrained HiSTalk.pt (subjects F2, F3) and its templates in `folder`; the face's (36, 3)
+    vertices and triangles. (Untrained, it keeps the face still: its dense heads start at zero.)"""
+    vertices, faces = grid_face(6, 6)
+    cfg = HiSTalkConfig(num_vertices=len(vertices), num_styles=2, num_landmarks=6, d_model=16, heads=2, fps=25)
+    model = HiSTalk(cfg, torch.arange(18).reshape(6, 3), torch.full((6, 3), 1 / 3))
+    state = dict(histalk=model.state_dict(), histalk_config=cfg.to_dict(), styles=["F2", "F3"], wav2vec2_config=None)
+    torch.save(dict(state, faces=torch.as_tensor(faces)), folder / HISTALK_FILE)
+    write_templates(folder / HISTALK_TEMPLATES, {"F2": vertices, "F3": vertices + 0.05})
+    return vertices, faces
+
+
+def test_the_3d_tab_animates_a_mesh_when_a_histalk_checkpoint_is_there(tmp_path):
+    plain = build_page(Studio(tmp_path, "cpu"))
+    assert "3D (HiSTalk)" not in labels(plain) and f"`{HISTALK_FILE}`" in markdown(plain)
+    vertices, faces = histalk_checkpoint(tmp_path)
+    studio = Studio(tmp_path, "cpu")
+    assert "3D (HiSTalk)" in labels(build_page(studio)) and studio.subjects == ["F2", "F3"]
+    out = studio.render_mesh(dict(speech=str(SPEECH), subject="F3", style="F2"))
+    assert probe(out) == (12, 25.0, (256, 256), True)
+    assert np.load(Path(out).with_suffix(".npy")).shape == (12, 36 * 3)
+    write_ply(tmp_path / "face.ply", vertices, faces)
+    assert probe(studio.render_mesh(dict(speech=str(SPEECH), mesh=str(tmp_path / "face.ply"))))[0] == 12
+    write_ply(tmp_path / "small.ply", *grid_face(3, 3))
+    mistakes = {
+        "small.ply": "--template_path small.ply: 9 vertices; the model was trained on 36",
+        "face.pkl": "face.pkl: not a face mesh (give a .ply or .obj file)",  # an upload is never unpickled
+        None: "no speech: upload or record the speech that drives the face",
+    }
+    for mesh, message in mistakes.items():
+        speech = str(SPEECH) if mesh else None
+        with pytest.raises(gr.Error) as caught:
+            studio.render_mesh(dict(speech=speech, mesh=mesh and str(tmp_path / mesh)))
+        assert caught.value.message == message
 
 
 def test_expression_mix():
