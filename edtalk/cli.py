@@ -49,7 +49,7 @@ class Refused(argparse.Action):
         parser.exit(1, f"error: {option_string} does nothing in {parser.prog}: {self.why}\n")
 
 
-def _offered_fields(inputs: list[str]) -> set[str]:
+def offered_fields(inputs: list[str]) -> set[str]:
     """The RenderOptions / PipelineOptions fields a demo with INPUTS `inputs` (flag names) uses."""
     by_flag = {flag.lstrip("-"): name for name, flag in flag_names(RenderOptions).items()}
     fields = {by_flag[name] for name in inputs if name in by_flag} | {"source", "paste_back"}
@@ -74,7 +74,7 @@ def parser(
     ckpts/, res/...) are the repository's, from any working directory."""
     save_default = str(ROOT / save_default)
     p = argparse.ArgumentParser(description=description, epilog=f"example:\n  {example}", formatter_class=HelpFormatter)
-    offered = _offered_fields(inputs)
+    offered = offered_fields(inputs)
     add_flags(p, RenderOptions, ["source"])
     p.set_defaults(source_path=str(SAMPLE_PHOTO))
     p.add_argument("--save_path", default=save_default, help="output .mp4 (H.264 + AAC, 25 fps)")

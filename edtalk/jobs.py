@@ -1,7 +1,9 @@
-"""Rendering many clips from a job list in one process, or in one process per GPU under torchrun.
+"""Rendering many clips from a job list in one process, or in one process per GPU (edtalk/launch.py
+or torchrun).
 
 A job list is a JSON Lines file: one JSON object per line, with `model` ('full' or 'lip_pose')
-and the demo flags as keys without dashes,
+and the demo flags as keys without dashes (which keys a model takes, and their types, come from the
+options schema, edtalk/options.py: see job_keys),
 
     {"model": "full", "source_path": "a.jpg", "audio_driving_path": "a.wav", "save_path": "res/a.mp4"}
     {"model": "lip_pose", "source_path": "b.jpg", "pose_driving_path": "head.npz", "save_path": "res/b.mp4"}
@@ -15,6 +17,7 @@ writes one report.
 """
 
 import argparse
+import dataclasses
 import datetime
 import json
 import logging
@@ -26,20 +29,20 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .cli import parser, pipeline_options, render_file
+from .cli import FIX_POSE, offered_fields, parser, pipeline_options, render_file
 from .device import resolve_device
 from .errors import EDTalkError
 from .files import write_atomically
-from .options import PipelineOptions
+from .options import PipelineOptions, RenderOptions, flag_names
 from .pipeline import TalkingHeadPipeline
 from .signals import Interrupted, stop_on_signals
 from .video_io import check_save_path
 
 log = logging.getLogger(__name__)
 
-RUN_FLAGS = ("ckpt_dir", "device")  # flags of render_many.py, the same for every job
-NOT_JOB_KEYS = ("quiet", "save_motion", "default_save_path")  # parsed flags a job cannot set
+RUN_FIELDS = ("ckpt_dir", "device", "progress")  # options set for the whole run (render_many.py's flags)
 RANK_TIMEOUT = datetime.timedelta(days=7)  # a rank that finishes early waits this long for the others
+KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
 
 
 class JobError(EDTalkError):
@@ -48,12 +51,13 @@ class JobError(EDTalkError):
 
 @dataclass
 class Job:
-    """One line of a job list: its number (from 1), the JSON object, and the line of the first job
-    with the same save_path (its own number unless two jobs would write one file)."""
+    """One line of a job list: its number (from 1), the JSON object, the line of the first job
+    with the same save_path (its own number unless two jobs would write one file), the list's path."""
 
     line: int
     spec: dict
     first_writer: int
+    file: str = "the job list"
 
 
 @dataclass
@@ -92,15 +96,41 @@ def read_jobs(path: str | Path) -> list[Job]:
             raise JobError(f"{path} line {number}: a job is a JSON object {{...}}, got {json.dumps(spec)[:80]}")
         save_path = spec.get("save_path")
         first = writers.setdefault(os.path.abspath(save_path), number) if isinstance(save_path, str) else number
-        jobs.append(Job(number, spec, first))
+        jobs.append(Job(number, spec, first, str(path)))
     if not jobs:
         raise JobError(f"{path} holds no jobs")
     return jobs
 
 
+def job_keys(inputs: list[str]) -> dict[str, type]:
+    """{job key: the JSON type of its value} for a model whose demos take the input flags `inputs`:
+    the flags of the options (edtalk/options.py) those demos offer, less the run's, plus save_path
+    (and fix_pose where a demo has it)."""
+    fields = offered_fields(inputs) - set(RUN_FIELDS)
+    keys = {"save_path": str, **({FIX_POSE: bool} if FIX_POSE in inputs else {})}
+    for options in (PipelineOptions, RenderOptions):
+        for f in dataclasses.fields(options):
+            if f.name in fields and f.metadata.get("flag"):
+                settings = f.metadata["argparse"]
+                flag = settings.get("action") in ("store_true", argparse.BooleanOptionalAction)
+                keys[f.metadata["flag"]] = bool if flag else settings.get("type", str)
+    return keys
+
+
+def check_value(key: str, value, kind: type, choices=None) -> None:
+    """JobError unless a job's `value` (JSON) for `key` is of `kind` (null: the default) and one of `choices`."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    fits = {bool: isinstance(value, bool), int: whole, float: whole or isinstance(value, float)}
+    if value is not None and not fits.get(kind, isinstance(value, str)):
+        raise JobError(f"'{key}' takes {KINDS.get(kind, KINDS[str])}, got {json.dumps(value)}")
+    if value is not None and choices and value not in choices:
+        raise JobError(f"'{key}' must be one of {', '.join(choices)}, got {json.dumps(value)}")
+
+
 def job_arguments(job: Job, inputs: dict[str, list[str]], ckpt_dir: str, device: str) -> tuple[str, argparse.Namespace]:
-    """A job's model and its flags parsed as the demos parse theirs (`inputs`: the input flags each
-    model takes), with the run's checkpoint folder and device; JobError naming a bad key or value."""
+    """A job's model and its flags as the demos' parser gives them (`inputs`: the input flags each
+    model takes), with the run's checkpoint folder and device; JobError naming a bad key or value.
+    Keys and value types come from the options schema (see job_keys)."""
     spec = dict(job.spec)
     model = spec.pop("model", None)
     if model not in inputs:
@@ -109,28 +139,18 @@ def job_arguments(job: Job, inputs: dict[str, list[str]], ckpt_dir: str, device:
         raise JobError("the job has no save_path")
     if job.first_writer != job.line:
         raise JobError(f"save_path {spec['save_path']} is also that of line {job.first_writer}")
-    flags = parser("", "", "", inputs[model])
-    flags.error = _reject  # a bad value fails the job instead of ending the process
-    defaults = vars(flags.parse_args([]))
-    argv = []
+    keys, flags = job_keys(inputs[model]), flag_names(PipelineOptions)
+    run = {flags[name].lstrip("-") for name in RUN_FIELDS}
+    choices = {f.metadata["flag"]: f.metadata["argparse"].get("choices") for f in dataclasses.fields(PipelineOptions)}
     for key, value in spec.items():
-        if key in RUN_FLAGS:
+        if key in run:
             raise JobError(f"'{key}' is set for the whole run (render_many.py --{key}), not per job")
-        if key not in defaults or key in NOT_JOB_KEYS:
+        if key not in keys:
             raise JobError(f"unknown key '{key}' for a {model} job")
-        if isinstance(value, bool):  # an on/off flag: --key, or --no-key where the flag has that form
-            argv += [f"--{key}"] if value else [] if defaults[key] is False else [f"--no-{key}"]
-        elif isinstance(defaults[key], bool):
-            raise JobError(f"'{key}' takes true or false, got {json.dumps(value)}")
-        elif value is not None:
-            if not isinstance(value, (str, int, float)):
-                raise JobError(f"'{key}' takes a string or a number, got {json.dumps(value)}")
-            argv.append(f"--{key}={value}")
-    return model, flags.parse_args([*argv, f"--ckpt_dir={ckpt_dir}", f"--device={device}", "--quiet"])
-
-
-def _reject(message: str) -> None:
-    raise JobError(message)
+        check_value(key, value, keys[key], choices.get(key))
+    given = {key: value for key, value in spec.items() if value is not None}
+    args = vars(parser("", "", "", inputs[model], model).parse_args([]))
+    return model, argparse.Namespace(**{**args, **given, "ckpt_dir": ckpt_dir, "device": device, "quiet": True})
 
 
 def run_jobs(
@@ -150,7 +170,7 @@ def run_jobs(
         frames += result.frames
         done = f"rank {rank}: {count}/{len(jobs)} jobs, {frames / (time.perf_counter() - start):.2f} frames/s"
         if result.status == "failed":
-            log.warning("line %d failed: %s [%s]", job.line, result.error, done)
+            log.warning("%s line %d failed: %s [%s]", job.file, job.line, result.error, done)
         elif result.status == "skipped":
             log.info("line %d skipped: %s exists [%s]", job.line, result.save_path, done)
         else:
@@ -191,7 +211,7 @@ def _one_line(exc: Exception) -> str:
 
 
 def join_ranks(device_name: str) -> tuple[torch.device, int, int]:
-    """(device, rank, world size). Under torchrun this joins the process group (gloo: only the
+    """(device, rank, world size). In a process of several (RANK set) this joins the process group (gloo: only the
     report crosses processes) and, on GPUs, takes cuda:LOCAL_RANK; otherwise rank 0 of 1."""
     device = resolve_device(device_name)
     if "RANK" not in os.environ:
@@ -235,7 +255,7 @@ def render_many(
     device_name: str = "auto",
     report_path: str | Path | None = None,
 ) -> int:
-    """Render every job of a job list (this process's share under torchrun) and write the report
+    """Render every job of a job list (this process's share with several processes) and write the report
     (rank 0); the exit code: 0 if every job is done or skipped, 1 if one failed or the list is
     unreadable, 130 / 143 on SIGINT / SIGTERM (the unfinished clip is removed; run again to go on)."""
     start = time.perf_counter()
