@@ -10,7 +10,7 @@ are not given is listed as skipped with the flag that enables it.
 
 import sys
 
-from .cli import add_metric_flags, config_from_args, parser_from_doc, run
+from .cli import add_metric_flags, check_out_folder, config_from_args, parser_from_doc, run
 from .report import write_report
 from .runner import evaluate_folders
 
@@ -24,8 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
-        results = evaluate_folders(args.generated, args.reference, args.out, config_from_args(args), not args.quiet)
-        paths = write_report(results, args.out)
+        out = check_out_folder(args.out)
+        results = evaluate_folders(args.generated, args.reference, out, config_from_args(args), not args.quiet)
+        paths = write_report(results, out)
         print(paths[2].read_text())
         for name, flag in results.skipped.items():
             print(f"skipped {name}: give {flag}", file=sys.stderr)

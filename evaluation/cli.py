@@ -4,6 +4,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from edtalk.errors import EDTalkError
 
@@ -58,6 +59,14 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         sample_stride=args.sample_stride,
         device=args.device,
     )
+
+
+def check_out_folder(out: str | Path) -> Path:
+    """--out as a Path, checked before any scoring: EDTalkError (one line) when it names a file."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EDTalkError(f"--out {out} is a file: give a folder for the results")
+    return out
 
 
 def run(body: Callable[[], int]) -> int:

@@ -33,7 +33,7 @@ from edtalk.output import write_mp4
 from edtalk.pipeline import TalkingHeadPipeline
 from edtalk.video_io import VideoWriter
 
-from .cli import add_metric_flags, config_from_args, parser_from_doc, run
+from .cli import add_metric_flags, check_out_folder, config_from_args, parser_from_doc, run
 from .report import write_report
 from .runner import evaluate_pairs
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
-        out, config = Path(args.out), config_from_args(args)
+        out, config = check_out_folder(args.out), config_from_args(args)
         clips = ClipSource(Path(args.data), SPLIT, Path(args.raw) if args.raw else None)
         names = clips.names[: args.limit] if args.limit else clips.names
         pipe, pairs = None, []  # the models load only if some clip is not rendered yet

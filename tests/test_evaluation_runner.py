@@ -96,6 +96,13 @@ def test_bad_inputs_are_one_line_errors(folders, tmp_path, capsys):
         read_clip(broken)
     assert protocol_main(["--data", str(tmp_path / "no_set"), "--quiet"]) == 1
     assert "no_set" in capsys.readouterr().err
+    (tmp_path / "taken").write_text("a file")  # refused before any clip is scored or rendered
+    assert run_cli(folders, "--out", str(tmp_path / "taken")) == 1
+    assert (
+        capsys.readouterr().err.strip() == f"error: --out {tmp_path / 'taken'} is a file: give a folder for the results"
+    )
+    assert protocol_main(["--data", str(tmp_path), "--out", str(tmp_path / "taken"), "--quiet"]) == 1
+    assert f"--out {tmp_path / 'taken'} is a file" in capsys.readouterr().err
 
 
 def test_other_frame_sizes_are_resized_and_a_broken_clip_does_not_stop_the_run(tmp_path, monkeypatch, capsys):
