@@ -144,13 +144,15 @@ def test_a_signal_stops_the_render_and_leaves_nothing_behind(tmp_path, ckpt_dir,
     cmd += ["--audio_driving_path", SPEECH_LONG, "--save_path", out_dir / "redub.mp4", "--ckpt_dir", ckpt_dir]
     env = dict(os.environ, TMPDIR=str(tmp_dir), PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.Popen(list(map(str, cmd)), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watched = (lambda: list(out_dir.iterdir())) if wait_for == "output" else (lambda: list(tmp_dir.iterdir()))
-    deadline = time.time() + 300
-    while not watched() and proc.poll() is None and time.time() < deadline:
+    # the event: the partial output, or the re-dubbed source's frame store, exists (both only inside
+    # the render, so the signal never lands while Python starts); the deadline is only a hang guard
+    folder, pattern = (out_dir, ".redub.partial-*.mp4") if wait_for == "output" else (tmp_dir, "edtalk-source-*/*")
+    deadline = time.monotonic() + 1200
+    while not list(folder.glob(pattern)) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "the render ended before the signal"
     proc.send_signal(signum)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=1200)
     assert proc.returncode == 128 + signum
     assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
     assert list(out_dir.iterdir()) == [] and list(tmp_dir.iterdir()) == []
