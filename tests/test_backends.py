@@ -46,7 +46,11 @@ def openvino_generator(ckpts, name: str, model: str, precision=torch.float32) ->
 
 @pytest.fixture(scope="module")
 def ov_lip_pose(synthetic_ckpts):
-    return openvino_generator(synthetic_ckpts, "EDTalk_lip_pose.pt", "lip_pose")
+    """The lip-pose generator on OpenVINO, its encoder and decoder exported (or read from the cache)."""
+    backend = openvino_generator(synthetic_ckpts, "EDTalk_lip_pose.pt", "lip_pose")
+    source = backend.encode_source(np.zeros((1, 256, 256, 3), np.uint8))
+    backend.animate(source, torch.zeros(BATCH, 20), None, None)
+    return backend
 
 
 @pytest.fixture(scope="module")
@@ -90,15 +94,13 @@ def test_openvino_fp32_matches_the_official_full_outputs(ov_full):
     assert_close(parity_render(ov_full, ref), ref["output"], ATOL_OUT)
 
 
-def test_a_partial_last_batch_is_padded_and_matches_torch(ov_lip_pose, caplog):
+def test_a_partial_last_batch_is_padded_and_matches_torch(ov_lip_pose):
     """3 frames at batch 2 through the render loop: the last batch (1 frame) is padded to 2, so no
-    other decoder is exported; the frames agree with PyTorch fp32 within one 8-bit level. A second
-    backend on the same cache folder exports nothing."""
+    other decoder is exported; the frames agree with PyTorch fp32 within one 8-bit level."""
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, (1, 256, 256, 3), dtype=np.uint8)
     lip, pose = torch.randn(3, 20, generator=torch.Generator().manual_seed(0)), torch.zeros(1, 6)
     src = Source("noise", crops, [np.eye(3)], None)
-    caplog.set_level(logging.INFO, logger="edtalk")
     batches = list(generate(ov_lip_pose, src, lip, pose, None, None, BATCH, lambda total: tqdm(disable=True)))
     assert [len(b) for b in batches] == [2, 1]
     torch_backend = TorchGenerator(ov_lip_pose.generator, "lip_pose", CPU, torch.float32)
@@ -109,18 +111,12 @@ def test_a_partial_last_batch_is_padded_and_matches_torch(ov_lip_pose, caplog):
     assert len(list(CACHE.glob(f"{ov_lip_pose._stamp}/decoder-*.xml"))) == 1
     motion = ov_lip_pose.motion(crops, ["lip", "pose"])
     assert motion["lip"].shape == (1, 20) and motion["pose"].shape == (1, 6)
-    again = ov_backend.OpenVINOGenerator(ov_lip_pose.generator, "lip_pose", torch.float32, CACHE, BATCH)
-    caplog.clear()
-    again.animate(again.encode_source(crops), lip[:2], pose, None)
-    assert "exporting" not in caplog.text
-    assert describe(again) == "openvino fp32"
+    assert describe(ov_lip_pose) == "openvino fp32"
 
 
 def test_bf16_keeps_the_warp_and_flow_in_fp32(ov_lip_pose):
     """The exported decoder marks every GridSample, the flow's tanh and the mask's sigmoid (and
     what leads to them from the nearest convolution) to keep float32; no convolution is marked."""
-    source = ov_lip_pose.encode_source(np.zeros((1, 256, 256, 3), np.uint8))
-    ov_lip_pose.animate(source, torch.zeros(BATCH, 20), None, None)  # the decoder, exported if not yet
     xml = next(CACHE.glob(f"{ov_lip_pose._stamp}/decoder-*.xml"))
     model = ov.Core().read_model(xml)
     kept = {op.get_type_name(): 0 for op in model.get_ordered_ops()}
@@ -166,14 +162,18 @@ def test_the_demo_renders_with_openvino_by_default_and_says_so(
     tmp_path,
     monkeypatch,
     capsys,
+    caplog,
 ):
-    """demo_lip_pose.py without --backend on the CPU renders with OpenVINO (5 frames at batch 2: the
-    last one padded) and its last line names the backend and the precision."""
+    """demo_lip_pose.py without --backend on the CPU renders with OpenVINO (3 frames at batch 2: the
+    last one padded), its models read from the cache that the fixture filled (nothing exported),
+    and its last line names the backend and the precision."""
     monkeypatch.delenv(ENVIRONMENT, raising=False)
     monkeypatch.setattr(ov_backend, "default_cache_dir", lambda: CACHE)
-    clip, out = first_frames_clip(tmp_path, 5), tmp_path / "out.mp4"
+    caplog.set_level(logging.INFO, logger="edtalk")
+    clip, out = first_frames_clip(tmp_path, 3), tmp_path / "out.mp4"
     argv = ["--lip_driving_path", clip, "--no_crop", "--device", "cpu", "--batch_size", BATCH]
     assert demo_lip_pose.main([*map(str, argv), "--ckpt_dir", str(ckpt_dir), "--save_path", str(out)]) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
-    assert summary.startswith(f"wrote {out}: 5 frames, 0.20 s, 256x256, 25 fps")
+    assert summary.startswith(f"wrote {out}: 3 frames, 0.12 s, 256x256, 25 fps")
+    assert "exporting" not in caplog.text
     assert summary.endswith(f"backend: openvino, precision: {precision_name(resolve_precision('auto', CPU))}")
