@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--share", action="store_true", help="also open a public Gradio link (off by default)")
     args = p.parse_args(argv)
     try:
-        demo = build_app(args.ckpt_dir, args.device)
+        demo = build_app(args.ckpt_dir, args.device, live=True)  # the Live tab: mount_live below serves it
     except EDTalkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -30,16 +30,18 @@ import gradio as gr
 from .checkpoints import AUDIO2EXP_FILE, AUDIO2POSE_FILE, DEFAULT_CKPT_DIR, EXPRESSIONS
 from .cli import SAMPLE_MOUTH_VIDEO, SAMPLE_PHOTO, SAMPLE_SPEECH
 from .gfpgan import GFPGAN_FILE
+from .live.tab import live_tab
 
 
-def build_app(ckpt_dir: str | Path = DEFAULT_CKPT_DIR, device: str = "auto") -> gr.Blocks:
+def build_app(ckpt_dir: str | Path = DEFAULT_CKPT_DIR, device: str = "auto", live: bool = False) -> gr.Blocks:
     """Load the models from `ckpt_dir` once and return the page, its queue set up (see build_page)."""
-    return build_page(Studio(ckpt_dir, device))
+    return build_page(Studio(ckpt_dir, device), live)
 
 
-def build_page(studio: Studio) -> gr.Blocks:
-    """The page over `studio`: a header (what is missing, which options are on) and one tab per mode.
-    Every render shares one queue slot: a second user waits and sees their place."""
+def build_page(studio: Studio, live: bool = False) -> gr.Blocks:
+    """The page over `studio`: a header (what is missing, which options are on) and one tab per mode;
+    `live`: also the "Live" tab (edtalk/live/tab.py; its page is served once app.py has called
+    mount_live). Every render shares one queue slot: a second user waits and sees their place."""
     with gr.Blocks(title="EDTalk", analytics_enabled=False, delete_cache=CACHE_LIFETIME) as demo:
         gr.Markdown(_header(studio))
         with gr.Tab("Audio-driven"):
@@ -53,6 +55,8 @@ def build_page(studio: Studio) -> gr.Blocks:
         if studio.mesh is not None:
             with gr.Tab("3D (HiSTalk)"):
                 _mesh_tab(studio)
+        if live:
+            live_tab()
     return demo.queue(default_concurrency_limit=1)
 
 

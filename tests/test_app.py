@@ -136,6 +136,11 @@ def test_missing_checkpoints_do_not_stop_the_app_and_say_what_to_get(tmp_path):
         studio.render_api(str(PHOTO), str(SPEECH))
 
 
+def test_the_live_tab_is_on_the_page_that_app_py_serves(tmp_path):
+    studio = Studio(tmp_path, "cpu")
+    assert "Live" in labels(build_page(studio, live=True)) and "Live" not in labels(build_page(studio))
+
+
 def test_every_render_shares_one_queue_slot(tmp_path):
     demo = build_page(Studio(tmp_path, "cpu"))
     renders = [
