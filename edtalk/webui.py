@@ -116,7 +116,7 @@ class Cancelled(Exception):
 
 def expression_mix(emotion: str, second_emotion: str | None = None, mix: float = 0.0) -> str:
     """The `exp_type` for TalkingHeadPipeline.render: `emotion`, or `emotion` blended with
-    `second_emotion`, which gets the share `mix` (0..1), e.g. "happy:0.7,surprised:0.3"."""
+    `second_emotion`, which gets the share `mix` (0..1), e.g. "happy:0.6,surprised:0.4"."""
     if not second_emotion or second_emotion in (NO_SECOND, emotion) or mix <= 0:
         return emotion
     if mix >= 1:
