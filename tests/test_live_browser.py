@@ -21,7 +21,7 @@ from edtalk.options import PipelineOptions
 from .conftest import MEDIA
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-TIMEOUT_MS = 60_000  # the first frames wait for the networks to load on a busy 2-core CPU
+TIMEOUT_MS = 120_000  # the first frames wait for the networks to load and warm up on a busy 2-core CPU
 # A checksum of the video's current picture, read through a canvas.
 SNAPSHOT = """() => {
   const video = document.querySelector("#video");

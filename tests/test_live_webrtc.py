@@ -2,9 +2,12 @@
 and measures the latency; the page and the signalling route answer, bad offers get one line."""
 
 import asyncio
+from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
+from aiortc.mediastreams import MediaStreamError
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -32,7 +35,8 @@ def test_the_relay_sends_the_voice_in_step_with_the_frames(synthetic_ckpts, spee
     async def stream():
         for start in range(0, len(mic), CHUNK):
             clock.now += CHUNK / RATE  # the chunk arrives when its last sample has been spoken
-            await relay.push(mic[start : start + CHUNK], RATE)
+            relay.receive(mic[start : start + CHUNK], RATE)
+            await relay.run_session()
             reached.append((relay.session.stats["frames"], relay.sent))
         relay.send(relay.session.close(), last=True)
 
@@ -49,6 +53,35 @@ def test_the_relay_sends_the_voice_in_step_with_the_frames(synthetic_ckpts, spee
     # has arrived, on the 20 ms chunk grid (180 ms); its chunks arrived at 40 i + 20 and + 40 ms: 160 and 140 ms
     assert 140 - 1e-6 <= figures["latency_ms"] <= 160 + 1e-6 and figures["fps"] == 10
     assert figures["frames"] == 10 and figures["dropped"] == 0
+
+
+class StereoMicrophone:
+    """A remote audio track as aiortc gives it: 20 ms frames of 16-bit stereo at 48 kHz, then the end."""
+
+    kind = "audio"
+
+    def __init__(self, mono: np.ndarray):
+        self.mono, self.sent = mono, 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.sent >= len(self.mono):
+            raise MediaStreamError
+        chunk = (self.mono[self.sent : self.sent + CHUNK] * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(np.repeat(chunk, 2)[None], format="s16", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = RATE, self.sent, Fraction(1, RATE)
+        self.sent += len(chunk)
+        return frame
+
+
+def test_the_relay_runs_a_microphone_track_to_its_end(synthetic_ckpts, speech):  # noqa: F811
+    relay = LiveRelay(stub_session(synthetic_ckpts))
+    mic = np.repeat(speech[: 10 * FRAME_SAMPLES], RATE // 16000)
+    asyncio.run(relay.consume(StereoMicrophone(mic)))
+    video, audio = drain(relay.video.queue), drain(relay.audio.queue)
+    assert video[-1] is None and audio[-1] is None  # both tracks end
+    assert [f.pts for f in video[:-1]] == [i * VIDEO_CLOCK // 25 for i in range(10)]
+    voice = np.concatenate([f.to_ndarray()[0] for f in audio[:-1]]) / 32767
+    np.testing.assert_allclose(voice, mic, atol=2 / 32767)  # the mono voice, back unchanged
 
 
 @pytest.fixture(scope="module")

@@ -70,34 +70,56 @@ class LiveRelay:
     def __init__(self, session: LiveSession, clock: Callable[[], float] = time.perf_counter):
         self.session, self.clock = session, clock
         self.video, self.audio = QueueTrack("video"), QueueTrack("audio")
-        self.to_mono = av.AudioResampler(format="flt", layout="mono")
+        self.to_float = av.AudioResampler(format="fltp")  # planar float, the channels kept (mixed by their mean)
         self.rate: int | None = None
         self.received = 0  # microphone samples received
         self.held = np.zeros(0, np.float32)  # microphone samples not yet sent back (their frame is not made)
+        self.inbox: list[np.ndarray] = []  # microphone chunks the session has not taken yet
+        self.arrived = asyncio.Event()  # set when the inbox gets a chunk or the microphone ends
         self.arrivals: deque[tuple[int, float]] = deque()  # (a chunk's first frame, its arrival) awaiting it
         self.frame_times: deque[float] = deque()  # when each recent frame was sent
         self.latencies: deque[tuple[float, float]] = deque()  # (measured at, a recent chunk's latency in s)
 
     async def consume(self, track: MediaStreamTrack) -> None:
-        """Run the session on the microphone until its track ends, then flush and end both tracks."""
+        """Run the session on the microphone until its track ends, then flush and end both tracks.
+        Audio is read as it comes; the session takes all that arrived while it was busy in one push."""
+        reader = asyncio.ensure_future(self._read(track))
         try:
-            while True:
-                for frame in self.to_mono.resample(await track.recv()):
-                    await self.push(frame.to_ndarray()[0], frame.sample_rate)
-        except MediaStreamError:
-            pass
+            while not reader.done():
+                await self.arrived.wait()
+                self.arrived.clear()
+                await self.run_session()
         finally:
+            reader.cancel()
+            await self.run_session()
             self.send(await asyncio.to_thread(self.session.close), last=True)
             self.video.end()
             self.audio.end()
 
-    async def push(self, samples: np.ndarray, rate: int) -> None:
-        """One microphone chunk (mono float32 at `rate`) through the session; send what it makes."""
+    async def _read(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                for frame in self.to_float.resample(await track.recv()):
+                    self.receive(frame.to_ndarray().mean(0, dtype=np.float32), frame.sample_rate)
+        except MediaStreamError:
+            pass
+        finally:
+            self.arrived.set()
+
+    def receive(self, samples: np.ndarray, rate: int) -> None:
+        """A microphone chunk (mono float32 at `rate`) has arrived: note when, and queue it for the session."""
         self.rate = self.rate or rate
         self.arrivals.append((int(self.received * FPS // rate), self.clock()))
         self.received += len(samples)
         self.held = np.concatenate([self.held, samples])
-        self.send(await asyncio.to_thread(self.session.push, samples, rate))
+        self.inbox.append(samples)
+        self.arrived.set()
+
+    async def run_session(self) -> None:
+        """All the audio received since the last run through the session (in a thread); send what it makes."""
+        if self.inbox:
+            samples, self.inbox = np.concatenate(self.inbox), []
+            self.send(await asyncio.to_thread(self.session.push, samples, self.rate))
 
     def send(self, frames: list[LiveFrame], last: bool = False) -> None:
         """Queue the frames, and the microphone audio up to the last frame reached (all of it when `last`)."""
