@@ -10,9 +10,8 @@ at the dataset's fps), the vertices beside it (<save_path>.npy, frames x V*3) an
 import argparse
 import sys
 
+from edtalk.cli import run_command
 from edtalk.device import resolve_device
-from edtalk.errors import EDTalkError
-from edtalk.signals import Interrupted, stop_on_signals
 from edtalk.video_io import check_save_path
 from histalk import MeshAnimator
 from histalk.render import DEFAULT_SIZE
@@ -42,29 +41,22 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print(f"\rrendering {done}/{total} frames", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
-    try:
-        with stop_on_signals():
-            save_path = check_save_path(args.save_path, create_folder=True)
-            animator = MeshAnimator.load(args.model_path, resolve_device(args.device))
-            result = animator.render(
-                args.audio_path,
-                save_path,
-                args.template_path,
-                subject=args.subject,
-                style=args.style,
-                save_meshes=args.save_meshes,
-                on_progress=progress,
-                size=args.size,
-            )
-    except Interrupted as stop:
-        print("interrupted", file=sys.stderr)
-        return stop.exit_code
-    except (EDTalkError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if not args.quiet:
-        print(result)
-    return 0
+    def work() -> str:
+        save_path = check_save_path(args.save_path, create_folder=True)
+        animator = MeshAnimator.load(args.model_path, resolve_device(args.device))
+        result = animator.render(
+            args.audio_path,
+            save_path,
+            args.template_path,
+            subject=args.subject,
+            style=args.style,
+            save_meshes=args.save_meshes,
+            on_progress=progress,
+            size=args.size,
+        )
+        return str(result)
+
+    return run_command(work, args.quiet)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .checkpoints import FULL, LIP_POSE
@@ -157,22 +158,33 @@ def render_to_file(args: argparse.Namespace, model: str) -> int:
     logger = logging.getLogger("edtalk")
     level = logger.level
     logger.setLevel(logging.WARNING if quiet else logging.INFO)  # for this run only (a library caller's stays)
+
+    def work() -> str:
+        if getattr(args, "save_motion", None):
+            return save_motion_file(args, model)
+        save_path = check_save_path(args.save_path, create_folder=args.save_path == args.default_save_path)
+        pipe = TalkingHeadPipeline.from_options(pipeline_options(args, model))
+        return str(render_file(pipe, args, save_path))
+
+    try:
+        return run_command(work, quiet)
+    finally:
+        logger.setLevel(level)
+
+
+def run_command(work: Callable[[], str], quiet: bool) -> int:
+    """Run a command-line program's `work` (it returns the summary line) inside `stop_on_signals()`:
+    the exit code. A user mistake prints `error: ...` (1), SIGINT / SIGTERM print `interrupted`
+    (130 / 143); otherwise the summary is printed unless `quiet` (0)."""
     try:
         with stop_on_signals():
-            if getattr(args, "save_motion", None):
-                summary = save_motion_file(args, model)
-            else:
-                save_path = check_save_path(args.save_path, create_folder=args.save_path == args.default_save_path)
-                pipe = TalkingHeadPipeline.from_options(pipeline_options(args, model))
-                summary = str(render_file(pipe, args, save_path))
+            summary = work()
     except Interrupted as stop:
         print("interrupted", file=sys.stderr)
         return stop.exit_code
     except (EDTalkError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        logger.setLevel(level)
     if not quiet:
         print(summary)
     return 0
