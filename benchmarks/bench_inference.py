@@ -22,13 +22,19 @@ the audio_full mode, `pose_from_audio` and `exp_from_audio` rows time predicting
 (random weights without ckpts/Audio2Pose.pt / Audio2Exp.pt), per frame and as a share of that
 mode's end-to-end time.
 
-Each mode runs at every precision of `--precision` (default fp32 and auto, the pipeline's default:
-bf16 where the hardware computes bf16 natively); a row per precision gives its speed and the PSNR of
-its rendered frames (the first `--psnr_frames`, 8-bit, before H.264 encoding) against the fp32 ones.
-The official way of working always runs in fp32, once per mode.
+Each mode runs on every backend of `--backend` (torch, openvino, torch+compile: PyTorch with the
+decoder torch.compile'd; default torch,openvino where OpenVINO is installed and the device is the CPU)
+at every precision of `--precision` (default fp32 and auto, the pipeline's default: bf16 where the
+hardware computes bf16 natively); a row per backend and precision gives its speed and the PSNR of its
+rendered frames (the first `--psnr_frames`, 8-bit, before H.264 encoding) against the first backend's
+fp32 ones. OpenVINO exports and compiles its models on first use (then reads its cache): the warm-up
+before each timing absorbs that, and the end-to-end rows run after it. Peak RSS is the process's, so
+a later row includes what earlier ones left loaded. The official way of working always runs in
+PyTorch fp32, once per mode.
 """
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -47,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 import edtalk  # noqa: E402
 from edtalk import audio as audio_io  # noqa: E402
+from edtalk.backends import openvino_available  # noqa: E402
 from edtalk.device import PRECISIONS, precision_name, synchronize  # noqa: E402
 from edtalk.gfpgan import GFPGAN_FILE  # noqa: E402
 from edtalk.images import to_tensor  # noqa: E402
@@ -63,6 +70,11 @@ MODES = {  # mode -> (model, inputs)
     "audio_full": ("full", ("audio", "pose", "exp")),
     "video_full": ("full", ("lip", "pose", "exp")),
     "lip_pose": ("lip_pose", ("audio", "pose")),
+}
+BACKENDS = {  # benchmark backend -> (the pipeline's backend, torch.compile the decoder)
+    "torch": ("torch", False),
+    "openvino": ("openvino", False),
+    "torch+compile": ("torch", True),
 }
 
 
@@ -141,18 +153,18 @@ def restoration_ms(pipe: TalkingHeadPipeline, repeats: int = 2) -> float:
 
 
 def generator_fps(pipe: TalkingHeadPipeline, batch: int, repeats: int = 2) -> float:
-    """Frames/s of the generator alone (coefficients in, images out), source encoded once."""
-    gen, dev = pipe.generator, pipe.device
-    exp = torch.zeros(1, gen.config.exp_dim, device=dev) if gen.has_expression else None
-    lip, pose = torch.zeros(batch, 20, device=dev), torch.zeros(batch, 6, device=dev)
-    with pipe._networks():
-        src = gen.encode_source(torch.zeros(1, 3, 256, 256, device=dev))
-        gen.animate(src, lip, pose, exp)  # warm-up
-        synchronize(dev)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            gen.animate(src, lip, pose, exp)
-        synchronize(dev)
+    """Frames/s of the generator backend alone (coefficients in, uint8 frames out), source encoded once."""
+    backend, dev = pipe.backend, pipe.device
+    config = backend.config
+    exp = torch.zeros(1, config.exp_dim, device=dev) if config.has_expression else None
+    lip, pose = torch.zeros(batch, config.lip_dim, device=dev), torch.zeros(batch, config.pose_dim, device=dev)
+    src = backend.encode_source(np.zeros((1, 256, 256, 3), np.uint8))
+    backend.animate(src, lip, pose, exp)  # warm-up (OpenVINO: export and compile for this batch)
+    synchronize(dev)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        backend.animate(src, lip, pose, exp)
+    synchronize(dev)
     return batch * repeats / (time.perf_counter() - start)
 
 
@@ -228,7 +240,8 @@ def run_baseline(pipe: TalkingHeadPipeline, inputs: dict, names: tuple, out: Pat
         source = to_tensor(read_image(inputs["source"])[None], dev)
         drivers = {k: to_tensor(np.stack(list(iter_frames(inputs[k]))), dev) for k in names if k != "audio"}
         if "audio" in names:
-            lip = pipe.audio2lip.predict(torch.from_numpy(audio_io.mel_windows(inputs["audio"])).to(dev))
+            audio2lip = pipe.motion.model("lip")
+            lip = audio2lip.predict(torch.from_numpy(audio_io.mel_windows(inputs["audio"])).to(dev))
         else:
             lip = drivers["lip"]
         total = min(len(lip), max_frames or len(lip))
@@ -245,6 +258,27 @@ def run_baseline(pipe: TalkingHeadPipeline, inputs: dict, names: tuple, out: Pat
     return seconds, total, rss.peak
 
 
+def measure_row(pipe: TalkingHeadPipeline, mode: str, inputs: dict, out: Path, batches: list[int], args) -> dict:
+    """One row: generator frames/s per batch, then the end-to-end render (its first frames kept
+    under "kept" for the PSNR)."""
+    fps = {b: generator_fps(pipe, b) for b in batches}
+    best = max(fps, key=fps.get)
+    seconds, frames, rss, kept = run_ours(pipe, inputs, MODES[mode][1], out, args.max_frames, args.psnr_frames)
+    return {
+        "mode": mode,
+        "backend": pipe.backend.name,
+        "precision": precision_name(pipe.precision),
+        "generator_fps_batch1": fps.get(1),
+        "generator_fps_best": fps[best],
+        "best_batch": best,
+        "generator_fps": fps,
+        "frames": frames,
+        "seconds_per_output_second": seconds / (frames / 25),
+        "peak_rss_mb": rss,
+        "kept": kept,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt_dir", type=Path, default=ROOT / "ckpts")
@@ -256,12 +290,17 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {', '.join(MODES)}")
     parser.add_argument("--batches", default=None, help="generator batch sizes to time (default 1,2,4 CPU; 1..64 GPU)")
     parser.add_argument(
+        "--backend",
+        default=None,
+        help=f"comma-separated backends, rows each (of {', '.join(BACKENDS)}; default torch,openvino on the CPU "
+        "where OpenVINO is installed, else torch)",
+    )
+    parser.add_argument(
         "--precision",
         default="fp32,auto",
         help=f"comma-separated precisions, a row each (of {', '.join(PRECISIONS)}; auto: the pipeline's default)",
     )
     parser.add_argument("--psnr_frames", type=int, default=50, help="frames compared with fp32 for the PSNR")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the decoder (the pipeline's --compile)")
     parser.add_argument("--baseline", action="store_true", help="also run the official way of working")
     parser.add_argument("--max_frames", type=int, help="render only this many frames (memory checks on long clips)")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
@@ -270,11 +309,16 @@ def main() -> None:
     modes = args.modes.split(",")
     device = edtalk.resolve_device(args.device)
     batches = [int(b) for b in (args.batches or ("1,2,4" if device.type == "cpu" else "1,4,16,32,64")).split(",")]
+    with_openvino = device.type == "cpu" and openvino_available()
+    backends = (args.backend or ("torch,openvino" if with_openvino else "torch")).split(",")
+    if unknown := set(backends) - set(BACKENDS):
+        parser.error(f"unknown --backend {', '.join(sorted(unknown))}: use {', '.join(BACKENDS)}")
     # fp32 first: the reference of the PSNR
     precisions = sorted(dict.fromkeys(args.precision.split(",")), key=lambda p: p != "fp32")
-    report = {"device": str(device), "precisions": precisions, "seconds": args.seconds, "compile": args.compile}
+    report = {"device": str(device), "backends": backends, "precisions": precisions, "seconds": args.seconds}
     report["modes"] = {}
     report["driver_seconds"] = args.driver_seconds or args.seconds
+    report["threads"] = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         with_lip = any("lip" in MODES[m][1] for m in modes)
@@ -283,49 +327,30 @@ def main() -> None:
         report["random_weights"] = random_weights
         report["face_sr"] = args.face_sr
         for mode in modes:
-            model, names = MODES[mode]
             baseline, reference = None, None
-            for requested in precisions:
+            for name, requested in itertools.product(backends, precisions):
+                backend, compile = BACKENDS[name]
+                options = dict(crop=False, progress=False, precision=requested, face_sr=args.face_sr)
                 pipe = TalkingHeadPipeline(
-                    ckpt_dir,
-                    model,
-                    device,
-                    crop=False,
-                    progress=False,
-                    precision=requested,
-                    compile=args.compile,
-                    face_sr=args.face_sr,
+                    ckpt_dir, MODES[mode][0], device, backend=backend, compile=compile, **options
                 )
-                precision = precision_name(pipe.precision)
-                row = f"{mode}@{precision}"
+                row = f"{mode}@{name}-{precision_name(pipe.precision)}"
                 if row in report["modes"]:  # auto resolved to a precision already run
                     continue
                 if args.face_sr:
                     report["face_sr_ms_per_frame"] = restoration_ms(pipe)
                     print(f"face_sr    restoration {report['face_sr_ms_per_frame']:.0f} ms per frame", flush=True)
-                fps = {b: generator_fps(pipe, b) for b in batches}
-                best = max(fps, key=fps.get)
-                seconds, frames, rss, kept = run_ours(
-                    pipe, inputs, names, tmp / f"{mode}.mp4", args.max_frames, args.psnr_frames
-                )
-                if precision == "fp32":
+                entry = measure_row(pipe, mode, inputs, tmp / f"{mode}.mp4", batches, args)
+                entry |= {"benchmark_backend": name, "requested_precision": requested}
+                kept = entry.pop("kept")
+                if reference is None:
                     reference = kept
-                entry = {
-                    "mode": mode,
-                    "precision": precision,
-                    "requested_precision": requested,
-                    "generator_fps_batch1": fps.get(1),
-                    "generator_fps_best": fps[best],
-                    "best_batch": best,
-                    "generator_fps": fps,
-                    "frames": frames,
-                    "seconds_per_output_second": seconds / (frames / 25),
-                    "peak_rss_mb": rss,
-                    "psnr_vs_fp32_db": None if reference is None else psnr(kept, reference),
-                }
+                    entry["psnr_vs_fp32_db"] = None
+                else:
+                    entry["psnr_vs_fp32_db"] = psnr(kept, reference)
                 if args.baseline and baseline is None:
                     b_seconds, b_frames, b_rss = run_baseline(
-                        pipe, inputs, names, tmp / f"{mode}_base.mp4", args.max_frames
+                        pipe, inputs, MODES[mode][1], tmp / f"{mode}_base.mp4", args.max_frames
                     )
                     baseline = (b_seconds / (b_frames / 25), b_rss)
                 if baseline is not None:
@@ -336,6 +361,7 @@ def main() -> None:
                     }
                 report["modes"][row] = entry
                 print_row(row, entry, args.baseline)
+                del pipe
         if "audio_full" in modes:
             row, rendering = next((k, e) for k, e in report["modes"].items() if e["mode"] == "audio_full")
             render_ms = 1000 * rendering["seconds_per_output_second"] / 25
@@ -356,21 +382,22 @@ def main() -> None:
     report["peak_rss_mb"] = max(e["peak_rss_mb"] for e in report["modes"].values())
     if args.baseline:
         report["speedup_vs_baseline"] = {}
-        for precision in dict.fromkeys(e["precision"] for e in report["modes"].values()):
-            rows = [e for e in report["modes"].values() if e["precision"] == precision]
+        settings = dict.fromkeys(f"{e['benchmark_backend']}-{e['precision']}" for e in report["modes"].values())
+        for setting in settings:
+            rows = [e for k, e in report["modes"].items() if k.endswith(f"@{setting}")]
             ours = sum(e["seconds_per_output_second"] for e in rows)
             base = sum(e["baseline_seconds_per_output_second"] for e in rows)
-            report["speedup_vs_baseline"][precision] = base / ours
-            print(f"end-to-end speed-up over the official way (fp32), ours in {precision}: {base / ours:.2f}x")
+            report["speedup_vs_baseline"][setting] = base / ours
+            print(f"end-to-end speed-up over the official way (PyTorch fp32), ours on {setting}: {base / ours:.2f}x")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))
 
 
 def print_row(row: str, e: dict, baseline: bool) -> None:
-    quality = "" if e["psnr_vs_fp32_db"] is None else f" | PSNR vs fp32 {e['psnr_vs_fp32_db']:.1f} dB"
+    quality = "" if e["psnr_vs_fp32_db"] is None else f" | PSNR vs the first fp32 row {e['psnr_vs_fp32_db']:.1f} dB"
     line = (
-        f"{row:<16} gen {e['generator_fps_batch1']:.2f} fps @1, {e['generator_fps_best']:.2f} fps @{e['best_batch']}"
+        f"{row:<28} gen {e['generator_fps_batch1']:.2f} fps @1, {e['generator_fps_best']:.2f} fps @{e['best_batch']}"
         f" | end-to-end {e['seconds_per_output_second']:.2f} s per output s | peak {e['peak_rss_mb']:.0f} MB{quality}"
     )
     if baseline:

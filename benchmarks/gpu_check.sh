@@ -3,7 +3,7 @@
 #   1. the parity tests on the GPU (exact mode: fp32 without TF32), same tolerances as on the CPU;
 #   2. upsampling kernels: transposed convolution against its sub-pixel form, per decoder shape and dtype;
 #   3. bench_inference.py --device cuda at fp32 / bf16 / fp16 over batch sizes, against the official way;
-#   4. the same with --compile (bf16, lip-pose);
+#   4. the same with the decoder torch.compile'd (--backend torch+compile, bf16, lip-pose);
 #   5. bench_train.py --device cuda --amp (one step per stage).
 # Needs a CUDA build of torch in the environment (README, "GPU"). Results go to $OUT (default
 # res/gpu_check): a log per step and the JSON of each benchmark.
@@ -65,10 +65,10 @@ for cin, cout, size in [(512, 512, 8), (512, 512, 16), (512, 256, 32), (256, 128
 EOF
 
 common=(--device cuda --seconds 8 --modes audio_full,lip_pose --baseline)
-step bench_inference 170 python benchmarks/bench_inference.py "${common[@]}" --precision fp32,bf16,fp16 \
+step bench_inference 170 python benchmarks/bench_inference.py "${common[@]}" --backend torch --precision fp32,bf16,fp16 \
   --batches 1,4,16,32,64 --json "$out/bench_inference.json"
 step bench_compile 100 python benchmarks/bench_inference.py "${common[@]}" --modes lip_pose --precision bf16 \
-  --batches 16 --compile --json "$out/bench_compile.json"
+  --batches 16 --backend torch+compile --json "$out/bench_compile.json"
 step bench_train 80 python benchmarks/bench_train.py --device cuda --amp --batch_size 8 --json "$out/bench_train.json"
 
 echo "=== done: logs and JSON in $out (exit $status) ==="
