@@ -191,7 +191,7 @@ def test_pipeline_takes_the_expression_from_the_audio_when_nothing_else_sets_it(
     np.testing.assert_array_equal(fixed, rendered(without, short_speech, exp_from_audio=False))
 
     pipe = TalkingHeadPipeline(**settings, audio2exp_path=audio2exp_ckpt)
-    assert pipe.audio2exp.context == 3 + 4  # sizes read from the checkpoint: depth 2, smoothing radius 4
+    assert pipe.motion.model("exp").context == 3 + 4  # sizes read from the checkpoint: depth 2, smoothing radius 4
     caplog.clear()
     with caplog.at_level("INFO"):
         auto = rendered(pipe, short_speech)

@@ -17,13 +17,16 @@ from .test_data_preprocess import CFG, raw_dir  # noqa: F401  (fixture)
 
 @pytest.fixture(scope="module")
 def data(raw_dir, tmp_path_factory):  # noqa: F811
-    """The pre-processing tests' raw videos as a training set, with an `all` list of every clip."""
+    """The pre-processing tests' raw videos as a training set, with an `all` list of every clip and a
+    `one` list of one held-out clip."""
     from data_preprocess.lmdb_store import LmdbReader
     from data_preprocess.prepare_dataset import prepare
 
     out = tmp_path_factory.mktemp("train_data")
     prepare(raw_dir, out, CFG, progress=False)
     (out / "lists" / "all.json").write_text(json.dumps(LmdbReader(out / "lmdb").names()))
+    one = json.loads((out / "lists" / "test.json").read_text())[:1]
+    (out / "lists" / "one.json").write_text(json.dumps(one))  # validation on one clip keeps the runs short
     return out
 
 
@@ -38,7 +41,7 @@ def script(name, *args, nproc=1):
     return cmd, env
 
 
-COMMON = ["--split", "all", "--val_split", "test", "--workers", "0", "--log_every", "1", "--save_every", "1"]
+COMMON = ["--split", "all", "--val_split", "one", "--workers", "0", "--log_every", "1", "--save_every", "1"]
 
 
 def test_e_g_under_torchrun_then_resume_and_render(data, tmp_path, synthetic_ckpts):
@@ -90,8 +93,9 @@ STAGE_CASES = {
 
 @pytest.mark.parametrize("name", list(STAGE_CASES))
 def test_other_stages_under_torchrun_train_only_their_parameters(data, tmp_path, synthetic_ckpts, name):
-    """Two processes, one step: replicas identical, frozen parameters untouched, trained ones moved,
-    validation metrics logged, and the checkpoint loads for inference."""
+    """One step in one process (DDP under torchrun is covered by the E_G test above and
+    tests/test_distributed_training.py): frozen parameters untouched, trained ones moved, validation
+    metrics logged, and the checkpoint loads for inference."""
     from train.config import parse_config
     from train.stages import STAGES
 
@@ -100,12 +104,12 @@ def test_other_stages_under_torchrun_train_only_their_parameters(data, tmp_path,
     run = tmp_path / name
     args = ["--data", data, "--run_dir", run, "--steps", 1, "--batch_size", 1, *COMMON]
     args = [str(files.get(str(arg), arg)) for arg in args + extra]
-    cmd, env = script(f"train_{name}", *args, nproc=2)
+    cmd, env = script(f"train_{name}", *args)
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
 
     stage = STAGES[name]()
-    torch.manual_seed(0)  # the seed of rank 0, whose initial weights DDP gives every process
+    torch.manual_seed(0)  # the run's seed, so the same initial weights
     before = stage.build(parse_config(args, stage, ""), torch.device("cpu"))[entry].state_dict()
     path = run / "checkpoints" / "000001.pt"
     after = torch.load(path, weights_only=True)[entry]
@@ -115,7 +119,6 @@ def test_other_stages_under_torchrun_train_only_their_parameters(data, tmp_path,
     assert any(trained(k) and not torch.equal(after[k], before[k]) for k in parameters), "nothing was trained"
 
     (row,) = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
-    assert row["replica_divergence"] < 1e-7
     assert row["val_psnr"] > 0 and row["val_l1"] > 0
     assert ("val_coef" in row) == (entry == "audio2lip")
 
