@@ -96,7 +96,7 @@ def run(session: LiveSession, speech: np.ndarray, chunk: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_flags(p, PipelineOptions, ["ckpt_dir", "device", "precision"])
+    add_flags(p, PipelineOptions, ["ckpt_dir", "device", "precision", "backend"])
     add_flags(p, LiveOptions, ["latency", "silence_db", "pose", "pose_temperature"])
     p.add_argument("--seconds", type=float, default=20.0, help="seconds of speech to stream (default: 20)")
     p.add_argument("--chunk_ms", type=int, default=20, help="audio arrives in chunks of this many ms (default: 20)")
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         latency=live.latency,
         device=str(session.device),
         precision=precision_name(session.renderer.precision),
-        backend=type(session.renderer).__name__,
+        backend=session.renderer.name,
         seconds=args.seconds,
         chunk_ms=args.chunk_ms,
         threads=torch.get_num_threads(),

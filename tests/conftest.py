@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from .cache import made_once
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"  # see tests/fixtures/README.md
 PARITY = FIXTURES / "parity"  # reference outputs of the official code + weight checksums
@@ -33,14 +35,7 @@ def synthetic_ckpts() -> Path:
     """Folder with synthetic EDTalk.pt, EDTalk_lip_pose.pt and Audio2Lip.pt (official format)."""
     from .synthetic_weights import write_checkpoints
 
-    stamp = WEIGHTS_CACHE / f"stamp-{_weights_stamp()}"
-    if not stamp.exists():
-        WEIGHTS_CACHE.mkdir(parents=True, exist_ok=True)
-        for old in WEIGHTS_CACHE.glob("stamp-*"):
-            old.unlink()
-        write_checkpoints(WEIGHTS_CACHE, TABLES)
-        stamp.touch()
-    return WEIGHTS_CACHE
+    return made_once(WEIGHTS_CACHE, _weights_stamp(), lambda folder: write_checkpoints(folder, TABLES))
 
 
 GFPGAN_FIXTURES = FIXTURES / "gfpgan"  # GFPGAN parity fixture, state-dict table, weight checksums
@@ -56,14 +51,21 @@ def gfpgan_ckpt() -> Path:
     table = GFPGAN_FIXTURES / "GFPGANv1Clean_state_dict.tsv"
     for path in (ROOT / "tests" / "synthetic_gfpgan_weights.py", GENERATOR, table):
         h.update(path.read_bytes())
-    stamp = GFPGAN_CACHE / f"stamp-{h.hexdigest()[:16]}"
-    if not stamp.exists():
-        GFPGAN_CACHE.mkdir(parents=True, exist_ok=True)
-        for old in GFPGAN_CACHE.glob("stamp-*"):
-            old.unlink()
-        write_checkpoint(GFPGAN_CACHE)
-        stamp.touch()
-    return GFPGAN_CACHE / FILENAME.format(seed=SEED)
+    return made_once(GFPGAN_CACHE, h.hexdigest()[:16], write_checkpoint) / FILENAME.format(seed=SEED)
+
+
+SYNCNET_CACHE = ROOT / ".cache" / "test_syncnet_weights"
+
+
+@pytest.fixture(scope="session")
+def syncnet_ckpt() -> Path:
+    """Synthetic `syncnet_v2.model` (the 2019 release's legacy serialisation, about 55 MB), made once."""
+    from .synthetic_syncnet_weights import FILENAME, TABLE, write_weights
+
+    h = hashlib.sha256()
+    for path in (ROOT / "tests" / "synthetic_syncnet_weights.py", TABLE):
+        h.update(path.read_bytes())
+    return made_once(SYNCNET_CACHE, h.hexdigest()[:16], write_weights) / FILENAME
 
 
 @pytest.fixture(scope="session")

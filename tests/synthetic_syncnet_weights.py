@@ -128,18 +128,6 @@ def write_weights(out_dir: Path, seed: int = SEED, zip_format: bool = False, wit
     return path
 
 
-def cached_weights(cache: Path = HERE.parent / ".cache" / "test_syncnet_weights") -> Path:
-    """`syncnet_v2.model` made once and kept in `.cache/` (remade when this generator or the table changes)."""
-    stamp = hashlib.sha256(Path(__file__).read_bytes() + TABLE.read_bytes()).hexdigest()[:16]
-    path = cache / FILENAME
-    if not (cache / f"stamp-{stamp}").exists() or not path.is_file():
-        for old in cache.glob("stamp-*"):
-            old.unlink()
-        write_weights(cache)
-        (cache / f"stamp-{stamp}").touch()
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder; writes <out>/syncnet_v2.model")

@@ -6,6 +6,7 @@ import subprocess
 import imageio_ffmpeg
 import numpy as np
 import pytest
+import soundfile
 import torch
 
 import demo_EDTalk_A
@@ -13,6 +14,7 @@ import demo_EDTalk_V
 import demo_lip_pose
 import edtalk
 from edtalk.images import to_tensor, to_uint8
+from edtalk.inputs import AudioArray
 from edtalk.video_io import VideoWriter, iter_frames, read_image
 
 from .conftest import MEDIA, ROOT
@@ -59,26 +61,23 @@ def probe(path):
     return frames, float(video.group(3)), (int(video.group(1)), int(video.group(2))), "Audio: aac" in info
 
 
-def run(demo, *args, ckpt_dir):
-    return demo.main([*map(str, args), "--ckpt_dir", str(ckpt_dir), "--quiet"])
+def run(demo, ckpt_dir, **flags):
+    """Run a demo's main() with `flags` as its options (True: a switch), quietly, on `ckpt_dir`."""
+    args = [f"--{name}" if value is True else f"--{name}={value}" for name, value in flags.items()]
+    return demo.main([*args, f"--ckpt_dir={ckpt_dir}", "--quiet"])
 
 
 def test_lip_pose_no_crop_matches_the_generator(tmp_path, ckpt_dir, lip_pose_generator, audio2lip):
     out = tmp_path / "lp.mp4"
     code = run(
         demo_lip_pose,
-        "--source_path",
-        SOURCE,
-        "--audio_driving_path",
-        SPEECH,
-        "--pose_driving_path",
-        POSE,
-        "--save_path",
-        out,
-        "--no_crop",
-        "--batch_size",
-        5,
-        ckpt_dir=ckpt_dir,
+        ckpt_dir,
+        source_path=SOURCE,
+        audio_driving_path=SPEECH,
+        pose_driving_path=POSE,
+        save_path=out,
+        no_crop=True,
+        batch_size=5,
     )
     assert code == 0
     assert probe(out) == (12, 25.0, (256, 256), True)
@@ -96,18 +95,13 @@ def test_audio_driven_full_model_on_an_uncropped_photo(tmp_path, ckpt_dir):
     out = tmp_path / "a.mp4"
     code = run(
         demo_EDTalk_A,
-        "--source_path",
-        PHOTO,
-        "--audio_driving_path",
-        SPEECH,
-        "--pose_driving_path",
-        POSE,
-        "--exp_type",
-        "happy",
-        "--save_path",
-        out,
-        "--paste_back",
-        ckpt_dir=ckpt_dir,
+        ckpt_dir,
+        source_path=PHOTO,
+        audio_driving_path=SPEECH,
+        pose_driving_path=POSE,
+        exp_type="happy",
+        save_path=out,
+        paste_back=True,
     )
     assert code == 0
     assert probe(out) == (12, 25.0, (512, 512), True)  # the original photo's size
@@ -120,16 +114,12 @@ def test_audio_driven_with_expression_video_and_still_head(tmp_path, ckpt_dir, s
     out = tmp_path / "a2.mp4"
     code = run(
         demo_EDTalk_A,
-        "--source_path",
-        SOURCE,
-        "--audio_driving_path",
-        SPEECH,
-        "--exp_driving_path",
-        short_clip,
-        "--save_path",
-        out,
-        "--no_crop",
-        ckpt_dir=ckpt_dir,
+        ckpt_dir,
+        source_path=SOURCE,
+        audio_driving_path=SPEECH,
+        exp_driving_path=short_clip,
+        save_path=out,
+        no_crop=True,
     )
     assert code == 0
     assert probe(out) == (12, 25.0, (256, 256), True)
@@ -139,34 +129,18 @@ def test_video_driven_full_model(tmp_path, ckpt_dir, short_clip):
     out = tmp_path / "v.mp4"
     code = run(
         demo_EDTalk_V,
-        "--source_path",
-        SOURCE,
-        "--lip_driving_path",
-        short_clip,
-        "--pose_driving_path",
-        POSE,
-        "--exp_driving_path",
-        SOURCE,
-        "--audio_driving_path",
-        SPEECH,
-        "--save_path",
-        out,
-        ckpt_dir=ckpt_dir,
+        ckpt_dir,
+        source_path=SOURCE,
+        lip_driving_path=short_clip,
+        pose_driving_path=POSE,
+        exp_driving_path=SOURCE,
+        audio_driving_path=SPEECH,
+        save_path=out,
     )
     assert code == 0
     assert probe(out) == (6, 25.0, (256, 256), True)  # length of the mouth video
     silent = tmp_path / "v_silent.mp4"
-    code = run(
-        demo_EDTalk_V,
-        "--source_path",
-        SOURCE,
-        "--lip_driving_path",
-        short_clip,
-        "--save_path",
-        silent,
-        "--no_crop",
-        ckpt_dir=ckpt_dir,
-    )
+    code = run(demo_EDTalk_V, ckpt_dir, source_path=SOURCE, lip_driving_path=short_clip, save_path=silent, no_crop=True)
     assert code == 0
     assert probe(silent) == (6, 25.0, (256, 256), False)  # no audio given, none in the mouth video
 
@@ -174,15 +148,7 @@ def test_video_driven_full_model(tmp_path, ckpt_dir, short_clip):
 def test_redub_a_video_with_paste_back(tmp_path, ckpt_dir, short_clip):
     out = tmp_path / "redub.mp4"
     code = run(
-        demo_lip_pose,
-        "--source_path",
-        short_clip,
-        "--audio_driving_path",
-        SPEECH,
-        "--save_path",
-        out,
-        "--paste_back",
-        ckpt_dir=ckpt_dir,
+        demo_lip_pose, ckpt_dir, source_path=short_clip, audio_driving_path=SPEECH, save_path=out, paste_back=True
     )
     assert code == 0
     assert probe(out) == (12, 25.0, (256, 256), True)  # 6 source frames ping-ponged to 12
@@ -192,19 +158,14 @@ def test_mouth_from_video_in_the_lip_pose_model(tmp_path, ckpt_dir, short_clip):
     out = tmp_path / "lpv.mp4"
     code = run(
         demo_lip_pose,
-        "--source_path",
-        SOURCE,
-        "--lip_driving_path",
-        short_clip,
-        "--audio_driving_path",
-        SPEECH,
-        "--fix_pose",
-        "--pose_driving_path",
-        POSE,
-        "--save_path",
-        out,
-        "--no_crop",
-        ckpt_dir=ckpt_dir,
+        ckpt_dir,
+        source_path=SOURCE,
+        lip_driving_path=short_clip,
+        audio_driving_path=SPEECH,
+        fix_pose=True,
+        pose_driving_path=POSE,
+        save_path=out,
+        no_crop=True,
     )
     assert code == 0
     assert probe(out) == (6, 25.0, (256, 256), True)
@@ -229,56 +190,41 @@ def bad_files(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize(
-    "demo, args, message",
-    [
-        (
-            demo_lip_pose,
-            ["--source_path", "{bad}/blank.png", "--audio_driving_path", SPEECH],
-            r"no face found in .*blank.png",
-        ),
-        (
-            demo_lip_pose,
-            ["--source_path", SOURCE, "--audio_driving_path", "{bad}/noise.wav"],
-            r"cannot read audio from .*noise.wav",
-        ),
-        (
-            demo_lip_pose,
-            ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--pose_driving_path", "{bad}/empty.mp4"],
-            r"cannot read video .*empty.mp4",
-        ),
-        (
-            demo_EDTalk_V,
-            ["--source_path", SOURCE, "--lip_driving_path", "{bad}/audio_only.mp4"],
-            r"video .*audio_only.mp4 has no frames",
-        ),
-        (
-            demo_EDTalk_A,
-            ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--exp_type", "joyful"],
-            r"no expression 'joyful' in .*; available: angry",
-        ),
-        (
-            demo_EDTalk_A,
-            ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--ckpt_dir", "{bad}/nowhere"],
-            r"not found: .*nowhere/EDTalk.pt; get EDTalk.pt with `python download_ckpts.py --ckpt_dir .*/nowhere`",
-        ),
-        (
-            demo_EDTalk_A,
-            ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--ckpt_dir", "{lip_pose_as_full}"],
-            r"holds the lip-pose generator, but this mode needs the full generator EDTalk.pt",
-        ),
-        (
-            demo_EDTalk_A,
-            ["--source_path", SOURCE, "--audio_driving_path", SPEECH, "--generator_ckpt", "{bad}/none.pt"],
-            r"checkpoint not found: .*none.pt",
-        ),
-        (
-            demo_lip_pose,
-            ["--source_path", "{bad}/missing.jpg", "--audio_driving_path", SPEECH],
-            r"image not found: .*missing.jpg",
-        ),
-    ],
-)
+A_SOURCE_AND_SPEECH = "--source_path {source} --audio_driving_path {speech}"
+BAD_INPUTS = [  # (demo, its arguments, the one line it must print)
+    (demo_lip_pose, "--source_path {bad}/blank.png --audio_driving_path {speech}", r"no face found in .*blank.png"),
+    (
+        demo_lip_pose,
+        "--source_path {source} --audio_driving_path {bad}/noise.wav",
+        r"cannot read audio from .*noise.wav",
+    ),
+    (
+        demo_lip_pose,
+        A_SOURCE_AND_SPEECH + " --pose_driving_path {bad}/empty.mp4",
+        r"cannot read video .*empty.mp4",
+    ),
+    (
+        demo_EDTalk_V,
+        "--source_path {source} --lip_driving_path {bad}/audio_only.mp4",
+        r"video .*audio_only.mp4 has no frames",
+    ),
+    (demo_EDTalk_A, A_SOURCE_AND_SPEECH + " --exp_type joyful", r"no expression 'joyful' in .*; available: angry"),
+    (
+        demo_EDTalk_A,
+        A_SOURCE_AND_SPEECH + " --ckpt_dir {bad}/nowhere",
+        r"not found: .*nowhere/EDTalk.pt; get EDTalk.pt with `python download_ckpts.py --ckpt_dir .*/nowhere`",
+    ),
+    (
+        demo_EDTalk_A,
+        A_SOURCE_AND_SPEECH + " --ckpt_dir {lip_pose_as_full}",
+        r"holds the lip-pose generator, but this mode needs the full generator EDTalk.pt",
+    ),
+    (demo_EDTalk_A, A_SOURCE_AND_SPEECH + " --generator_ckpt {bad}/none.pt", r"checkpoint not found: .*none.pt"),
+    (demo_lip_pose, "--source_path {bad}/missing.jpg --audio_driving_path {speech}", r"image not found: .*missing.jpg"),
+]
+
+
+@pytest.mark.parametrize("demo, args, message", BAD_INPUTS)
 def test_bad_input_gives_one_line_and_writes_nothing(
     tmp_path, capsys, ckpt_dir, synthetic_ckpts, bad_files, demo, args, message
 ):
@@ -287,7 +233,8 @@ def test_bad_input_gives_one_line_and_writes_nothing(
     (lip_pose_as_full / "EDTalk.pt").symlink_to(synthetic_ckpts / "EDTalk_lip_pose.pt")
     out = tmp_path / "out" / "result.mp4"
     out.parent.mkdir()
-    args = [str(a).format(bad=bad_files, lip_pose_as_full=lip_pose_as_full) for a in args]
+    places = dict(bad=bad_files, lip_pose_as_full=lip_pose_as_full, source=SOURCE, speech=SPEECH)
+    args = [word.format(**places) for word in args.split()]
     argv = [*args, "--save_path", str(out), "--quiet"]
     if "--ckpt_dir" not in args:
         argv += ["--ckpt_dir", str(ckpt_dir)]
@@ -328,5 +275,8 @@ def test_precision_options(ckpt_dir):
         TalkingHeadPipeline(ckpt_dir, model="lip_pose", device="cpu", precision="fp16")
     pipe = TalkingHeadPipeline(ckpt_dir, model="lip_pose", device="cpu", crop=False, progress=False, precision="bf16")
     assert pipe.batch_size == 1  # the CPU default
-    frames = np.concatenate(list(pipe.render(SOURCE, audio=SPEECH).frames))
-    assert frames.shape == (12, 256, 256, 3) and frames.dtype == np.uint8
+    speech, rate = soundfile.read(SPEECH, dtype="float32")
+    two_frames = AudioArray(speech[: rate * 2 // 25], rate)  # this CPU may emulate bf16: keep it short
+    frames = np.concatenate(list(pipe.render(SOURCE, audio=two_frames).frames))
+    assert pipe.precision == torch.bfloat16
+    assert frames.shape == (2, 256, 256, 3) and frames.dtype == np.uint8

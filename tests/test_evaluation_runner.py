@@ -16,7 +16,6 @@ from evaluation.clips import read_clip
 from evaluation.protocol import main as protocol_main
 
 from .conftest import MEDIA
-from .synthetic_syncnet_weights import cached_weights
 
 
 def write_clip(path, frames, audio=MEDIA / "speech_16k_e2e.wav"):
@@ -45,8 +44,8 @@ def run_cli(folders, *extra):
     return main([*args, "--out", str(folders / "out"), "--quiet", *extra])
 
 
-def test_scores_reports_and_skips(folders, capsys):
-    weights = cached_weights()
+def test_scores_reports_and_skips(folders, capsys, syncnet_ckpt):
+    weights = syncnet_ckpt
     assert run_cli(folders, "--syncnet", str(weights), "--sample_stride", "4") == 0
     captured = capsys.readouterr()
     assert "skipped FID: give --inception" in captured.err and "skipped CSIM: give --arcface" in captured.err
@@ -67,8 +66,8 @@ def test_scores_reports_and_skips(folders, capsys):
     assert any("reference clip's alignment" in line for line in doc["definitions"])
 
 
-def test_rerun_uses_the_cache_and_rescores_changed_clips(folders, monkeypatch):
-    weights = str(cached_weights())
+def test_rerun_uses_the_cache_and_rescores_changed_clips(folders, monkeypatch, syncnet_ckpt):
+    weights = str(syncnet_ckpt)
     if not (folders / "out" / "cache" / "a.json").is_file():
         assert run_cli(folders, "--syncnet", weights, "--sample_stride", "4") == 0
 

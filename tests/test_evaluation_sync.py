@@ -28,7 +28,7 @@ from networks.lipsync_expert import SyncNet
 from networks.syncnet import SyncNetV2
 
 from .conftest import MEDIA
-from .synthetic_syncnet_weights import FIXTURES, cached_weights, checksum_mismatches, make_state_dict, read_table
+from .synthetic_syncnet_weights import FIXTURES, checksum_mismatches, make_state_dict, read_table
 
 REF = FIXTURES / "syncnet_ref.npz"
 
@@ -45,8 +45,8 @@ def state() -> dict:
 
 
 @pytest.fixture(scope="module")
-def weights() -> Path:
-    return cached_weights()
+def weights(syncnet_ckpt) -> Path:
+    return syncnet_ckpt
 
 
 def fixture_inputs(ref: dict) -> tuple[np.ndarray, np.ndarray]:

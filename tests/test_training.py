@@ -31,7 +31,9 @@ def data(raw_dir, tmp_path_factory):  # noqa: F811
 
 
 def script(name, *args, nproc=1):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    if nproc > 1:
+        env["OMP_NUM_THREADS"] = "1"  # one thread per process; one process alone uses every core
     launcher = (
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
         if nproc > 1
@@ -124,23 +126,26 @@ def test_other_stages_under_torchrun_train_only_their_parameters(data, tmp_path,
 
 
 def test_overfitting_one_pair_lowers_the_loss(data):
+    """Six steps on one pair lower the reconstruction loss by more than 15 %. The encoder is frozen to
+    halve the step time (its gradients are checked by the stage tests above)."""
     from networks import LIP_POSE, Generator
     from train.datasets import PairDataset
 
     torch.manual_seed(0)
     stage = EncoderGeneratorStage()
     gen = Generator(LIP_POSE)
+    gen.enc.requires_grad_(False)
     batch = next(iter(torch.utils.data.DataLoader(PairDataset(data, "all", seed=0), batch_size=1)))
-    optim = torch.optim.Adam(gen.parameters(), lr=1e-3)
+    optim = torch.optim.Adam(gen.dec.parameters(), lr=1e-2)
     values = []
     with torch.enable_grad():
-        for _ in range(8):
+        for _ in range(6):
             loss = torch.nn.functional.l1_loss(stage.reconstruct({"gen": gen}, batch), batch["target"])
             optim.zero_grad()
             loss.backward()
             optim.step()
             values.append(loss.item())
-    assert values[-1] < 0.8 * values[0] and values[-1] < min(values[:4]), values
+    assert values[-1] < 0.85 * values[0] and values[-1] < min(values[:4]), values
 
 
 def test_training_benchmark_reports_every_figure(data, tmp_path):

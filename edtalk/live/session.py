@@ -23,6 +23,7 @@ import numpy as np
 import soxr
 import torch
 
+from ..backends import make_backend
 from ..checkpoints import (
     AUDIO2POSE_FILE,
     EXPRESSION_DIR,
@@ -38,7 +39,6 @@ from ..face_align import FaceAligner
 from ..inputs import check_source_array, whole_frame
 from ..options import PipelineOptions
 from ..pipeline import MODEL_FILES
-from ..torch_backend import TorchGenerator
 from ..video_io import read_image
 from .features import CFG, EXACT_LOOKAHEAD, FPS, FRAME_SAMPLES, LOW_LOOKAHEAD, StreamingMel
 from .lip import StreamingLip
@@ -76,7 +76,8 @@ class LiveSession:
     """One source photo animated by a stream of speech (see the module docstring).
 
     source: a photo (path) or an RGB uint8 (H, W, 3) array. pipeline: checkpoints, model, device,
-    precision, cropping (PipelineOptions; None: the defaults). live: look-ahead, silence, head motion (LiveOptions).
+    precision, backend (`auto`: OpenVINO on the CPU), cropping (PipelineOptions; None: the defaults).
+    live: look-ahead, silence, head motion (LiveOptions).
     renderer: a generator backend (`encode_source`, `animate`, `motion`, as edtalk.torch_backend),
     instead of the one loaded from the checkpoints; clock: seconds, for pacing (tests fake it).
     """
@@ -96,7 +97,9 @@ class LiveSession:
         if renderer is None:
             path = Path(pipeline.generator_path or ckpt_dir / MODEL_FILES[pipeline.model])
             generator = load_generator(path, device, kind=pipeline.model)
-            renderer = TorchGenerator(generator, pipeline.model, device, resolve_precision(pipeline.precision, device))
+            precision = resolve_precision(pipeline.precision, device)
+            backend, compile = pipeline.backend, pipeline.compile
+            renderer = make_backend(generator, pipeline.model, device, precision, backend, compile=compile)
         self.renderer, self.device = renderer, renderer.device
         crop = _source_crop(source, pipeline)
         self.encoded = renderer.encode_source(crop[None])
