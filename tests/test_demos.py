@@ -61,26 +61,26 @@ def probe(path):
     return frames, float(video.group(3)), (int(video.group(1)), int(video.group(2))), "Audio: aac" in info
 
 
-def run(demo, ckpt_dir, **flags):
-    """Run a demo's main() with `flags` as its options (True: a switch), quietly, on `ckpt_dir`."""
+def rendered(demo, ckpt_dir, save_path, **flags):
+    """Run a demo's main() with `flags` as its options (True: a switch), quietly, on `ckpt_dir`; it
+    must succeed. -> probe(save_path)."""
     args = [f"--{name}" if value is True else f"--{name}={value}" for name, value in flags.items()]
-    return demo.main([*args, f"--ckpt_dir={ckpt_dir}", "--quiet"])
+    assert demo.main([*args, f"--save_path={save_path}", f"--ckpt_dir={ckpt_dir}", "--quiet"]) == 0
+    return probe(save_path)
 
 
 def test_lip_pose_no_crop_matches_the_generator(tmp_path, ckpt_dir, lip_pose_generator, audio2lip):
     out = tmp_path / "lp.mp4"
-    code = run(
+    assert rendered(
         demo_lip_pose,
         ckpt_dir,
+        out,
         source_path=SOURCE,
         audio_driving_path=SPEECH,
         pose_driving_path=POSE,
-        save_path=out,
         no_crop=True,
         batch_size=5,
-    )
-    assert code == 0
-    assert probe(out) == (12, 25.0, (256, 256), True)
+    ) == (12, 25.0, (256, 256), True)
 
     lip = audio2lip.predict(torch.from_numpy(edtalk.audio.mel_windows(SPEECH)))
     pose = to_tensor(np.stack([f for _, f in zip(range(12), iter_frames(POSE))]), torch.device("cpu"))
@@ -93,18 +93,16 @@ def test_lip_pose_no_crop_matches_the_generator(tmp_path, ckpt_dir, lip_pose_gen
 
 def test_audio_driven_full_model_on_an_uncropped_photo(tmp_path, ckpt_dir):
     out = tmp_path / "a.mp4"
-    code = run(
+    assert rendered(
         demo_EDTalk_A,
         ckpt_dir,
+        out,
         source_path=PHOTO,
         audio_driving_path=SPEECH,
         pose_driving_path=POSE,
         exp_type="happy",
-        save_path=out,
         paste_back=True,
-    )
-    assert code == 0
-    assert probe(out) == (12, 25.0, (512, 512), True)  # the original photo's size
+    ) == (12, 25.0, (512, 512), True)  # the original photo's size
     first = next(iter_frames(out))
     photo = read_image(PHOTO)
     assert np.abs(first[:40, :40].astype(int) - photo[:40, :40]).mean() < 6  # background kept around the face
@@ -112,63 +110,54 @@ def test_audio_driven_full_model_on_an_uncropped_photo(tmp_path, ckpt_dir):
 
 def test_audio_driven_with_expression_video_and_still_head(tmp_path, ckpt_dir, short_clip):
     out = tmp_path / "a2.mp4"
-    code = run(
+    assert rendered(
         demo_EDTalk_A,
         ckpt_dir,
+        out,
         source_path=SOURCE,
         audio_driving_path=SPEECH,
         exp_driving_path=short_clip,
-        save_path=out,
         no_crop=True,
-    )
-    assert code == 0
-    assert probe(out) == (12, 25.0, (256, 256), True)
+    ) == (12, 25.0, (256, 256), True)
 
 
 def test_video_driven_full_model(tmp_path, ckpt_dir, short_clip):
     out = tmp_path / "v.mp4"
-    code = run(
+    assert rendered(
         demo_EDTalk_V,
         ckpt_dir,
+        out,
         source_path=SOURCE,
         lip_driving_path=short_clip,
         pose_driving_path=POSE,
         exp_driving_path=SOURCE,
         audio_driving_path=SPEECH,
-        save_path=out,
-    )
-    assert code == 0
-    assert probe(out) == (6, 25.0, (256, 256), True)  # length of the mouth video
+    ) == (6, 25.0, (256, 256), True)  # length of the mouth video
     silent = tmp_path / "v_silent.mp4"
-    code = run(demo_EDTalk_V, ckpt_dir, source_path=SOURCE, lip_driving_path=short_clip, save_path=silent, no_crop=True)
-    assert code == 0
-    assert probe(silent) == (6, 25.0, (256, 256), False)  # no audio given, none in the mouth video
+    without_audio = rendered(demo_EDTalk_V, ckpt_dir, silent, source_path=SOURCE, lip_driving_path=short_clip)
+    assert without_audio == (6, 25.0, (256, 256), False)  # no audio given, none in the mouth video
 
 
 def test_redub_a_video_with_paste_back(tmp_path, ckpt_dir, short_clip):
     out = tmp_path / "redub.mp4"
-    code = run(
-        demo_lip_pose, ckpt_dir, source_path=short_clip, audio_driving_path=SPEECH, save_path=out, paste_back=True
-    )
-    assert code == 0
-    assert probe(out) == (12, 25.0, (256, 256), True)  # 6 source frames ping-ponged to 12
+    assert rendered(
+        demo_lip_pose, ckpt_dir, out, source_path=short_clip, audio_driving_path=SPEECH, paste_back=True
+    ) == (12, 25.0, (256, 256), True)  # 6 source frames ping-ponged to 12
 
 
 def test_mouth_from_video_in_the_lip_pose_model(tmp_path, ckpt_dir, short_clip):
     out = tmp_path / "lpv.mp4"
-    code = run(
+    assert rendered(
         demo_lip_pose,
         ckpt_dir,
+        out,
         source_path=SOURCE,
         lip_driving_path=short_clip,
         audio_driving_path=SPEECH,
         fix_pose=True,
         pose_driving_path=POSE,
-        save_path=out,
         no_crop=True,
-    )
-    assert code == 0
-    assert probe(out) == (6, 25.0, (256, 256), True)
+    ) == (6, 25.0, (256, 256), True)
 
 
 # ---- bad inputs: one line, exit code 1, nothing written ------------------------------------------
