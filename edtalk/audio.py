@@ -5,6 +5,7 @@ Slaney mel filter bank, dB with a -100 dB floor and symmetric normalisation to [
 window of 16 frames (200 ms) per output video frame, centred on that frame.
 """
 
+import functools
 import math
 import subprocess
 import tempfile
@@ -153,6 +154,15 @@ def _emphasised(wav: "np.ndarray | Waveform", lo: int, hi: int, n_fft: int, coef
     return current + (-coef) * np.where(k > 0, before, 0.0)
 
 
+@functools.cache
+def mel_basis(cfg: AudioConfig) -> np.ndarray:
+    """The (num_mels, n_fft // 2 + 1) mel filter bank, built once per configuration (a live stream
+    asks for a few mel frames at a time)."""
+    basis = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.num_mels, fmin=cfg.fmin, fmax=cfg.fmax)
+    basis.flags.writeable = False  # shared by every caller
+    return basis
+
+
 def mel_frames(wav: "np.ndarray | Waveform", first: int, stop: int, cfg: AudioConfig = DEFAULT) -> np.ndarray:
     """Mel frames first..stop-1 of the whole clip's spectrogram, (stop - first, num_mels) float64.
 
@@ -168,11 +178,8 @@ def mel_frames(wav: "np.ndarray | Waveform", first: int, stop: int, cfg: AudioCo
     spec = np.abs(
         librosa.stft(y=segment, n_fft=cfg.n_fft, hop_length=cfg.hop_size, win_length=cfg.win_size, center=False)
     )
-    mel_basis = librosa.filters.mel(
-        sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.num_mels, fmin=cfg.fmin, fmax=cfg.fmax
-    )
     floor = np.exp(cfg.min_level_db / 20 * np.log(10))
-    db = 20 * np.log10(np.maximum(floor, mel_basis @ spec)) - cfg.ref_level_db
+    db = 20 * np.log10(np.maximum(floor, mel_basis(cfg) @ spec)) - cfg.ref_level_db
     scaled = (2 * cfg.max_abs_value) * ((db - cfg.min_level_db) / (-cfg.min_level_db)) - cfg.max_abs_value
     return np.clip(scaled, -cfg.max_abs_value, cfg.max_abs_value).T
 

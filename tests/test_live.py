@@ -15,6 +15,7 @@ from edtalk.errors import AudioError
 from edtalk.inputs import whole_frame
 from edtalk.live import LiveOptions, LiveSession
 from edtalk.live.features import FRAME_SAMPLES
+from edtalk.live.pacing import FramePacer
 from edtalk.options import PipelineOptions
 from edtalk.torch_backend import TorchGenerator
 from edtalk.video_io import read_image
@@ -23,6 +24,7 @@ from networks.audio2pose import Audio2Pose
 from .conftest import MEDIA, ROOT
 
 FRAMES = 25  # 1 s of the speech sample
+WARM_UP = 1  # renders a session makes before the stream (LiveSession._warm_up)
 
 
 class FakeClock:
@@ -131,11 +133,12 @@ def test_the_head_idles_in_silence_with_audio2pose_and_stays_still_without(synth
         synthetic_ckpts, pipeline=pipeline_options(synthetic_ckpts, audio2pose_path=tmp_path / "no.pt")
     )
     stream(idle, clip, 800), stream(still, clip, 800)
-    assert len(idle.renderer.poses) == len(still.renderer.poses) == 20
-    silent = torch.stack(idle.renderer.poses[9:])  # frames whose audio (window and pose context) is all silence
+    idle_poses, still_poses = idle.renderer.poses[WARM_UP:], still.renderer.poses[WARM_UP:]
+    assert len(idle_poses) == len(still_poses) == 20
+    silent = torch.stack(idle_poses[9:])  # frames whose audio (window and pose context) is all silence
     assert silent.shape == (11, 6) and silent.std(0).min() > 1e-3  # the head keeps moving, not frozen
     assert silent.abs().max() < 10  # and stays near its rest (no drift away)
-    assert still.renderer.poses == [None] * 20  # no checkpoint: the source's own pose on every frame
+    assert still_poses == [None] * 20  # no checkpoint: the source's own pose on every frame
 
 
 def test_a_slow_renderer_drops_frames_evenly_and_keeps_the_sample_clock(synthetic_ckpts, speech):
@@ -147,6 +150,25 @@ def test_a_slow_renderer_drops_frames_evenly_and_keeps_the_sample_clock(syntheti
     assert session.stats["frames"] == FRAMES and session.stats["dropped"] == FRAMES - len(frames)
     assert session.stats["achieved_fps"] == pytest.approx(10, abs=1.5)
     assert all(f.start == f.index * FRAME_SAMPLES for f in frames)  # timestamps from the audio, not the clock
+
+
+def test_the_pacer_pays_for_all_compute_and_catches_up_after_a_stall():
+    """A 100 ms render, 20 ms of audio-side work per frame and one 2-s stall: the renders use the
+    20 ms a frame the audio side leaves (one frame in five, less the stall's), and the stall is paid back by dropping,
+    so the compute ends no later than the audio plus one render."""
+    clock = FakeClock()
+    pacer = FramePacer(25, clock)
+    lag = []
+    for frame in range(250):  # 10 s of audio arriving in real time from clock 0
+        with pacer.spending():
+            clock.now += 0.02
+        if pacer.keep():
+            with pacer.spending():
+                clock.now += 0.1 + (2.0 if pacer.rendered == 10 else 0.0)
+        lag.append(clock.now - (frame + 1) * 0.04)
+    assert max(lag) > 2.0  # the stall put it behind
+    assert max(lag[-100:]) <= 0.1 + 0.02 + 1e-9  # and it caught up
+    assert 28 <= pacer.rendered <= 32  # (10 s - 5 s audio side - 2 s stall) / 100 ms
 
 
 def test_frames_equal_the_offline_render(synthetic_ckpts, lip_pose_generator, speech, offline_lip):

@@ -21,7 +21,12 @@ from .features import CFG
 
 
 class StreamingLip:
-    """Smoothed (n, 20) mouth coefficients for windows (n, 1, 80, 16) fed in order.
+    """Smoothed mouth coefficients (20,) for windows (n, 1, 80, 16) fed in order, frame by frame.
+
+    `push` adds the windows of the next frames and says how many frames are ready; each ready
+    frame is then taken in order, by `next_row` (its smoothed row) or `skip` (a dropped frame).
+    Audio2Lip runs on a window only when a taken row needs it (its own frame or a neighbour), so
+    the frames a slow renderer drops cost no network time either.
 
     exact: wait for the future raw rows (offline smoothing) or not (low latency);
     silence_rms: windows quieter than this (linear RMS of their samples, or None: never) are silent.
@@ -36,37 +41,51 @@ class StreamingLip:
         floor = torch.full((1, 1, CFG.num_mels, CFG.window_frames), -CFG.max_abs_value, device=device)
         with torch.inference_mode():
             self.rest = model(floor)[0]  # (20,) the raw row of digital silence
-        self.raw = torch.zeros(self.half, self.rest.shape[0], device=device)  # zero padding before frame 0
-        self.next_frame = 0  # the next frame to emit; raw[0] is raw row next_frame - half
+        zero = torch.zeros_like(self.rest)
+        # raw rows from frame next_frame - half on: a row, or the window (1, 1, 80, 16) it comes from
+        self.raw: list[torch.Tensor] = [zero] * self.half  # zero padding before frame 0
+        self.computed: list[bool] = [True] * self.half
+        self.next_frame = 0  # the next frame to take
+
+    @property
+    def ready(self) -> int:
+        """How many frames can be taken now."""
+        return max(0, len(self.raw) - (2 if self.exact else 1) * self.half)
+
+    def push(self, windows: np.ndarray, loudness: np.ndarray) -> int:
+        """Add the windows of the next frames and their RMS; -> the number of frames ready."""
+        quiet = np.zeros(len(windows), bool) if self.silence_rms is None else loudness < self.silence_rms
+        for window, silent in zip(torch.from_numpy(windows).to(self.device), quiet):
+            self.raw.append(self.rest if silent else window[None])
+            self.computed.append(bool(silent))
+        return self.ready
+
+    def finish(self) -> int:
+        """End of the stream: -> the frames ready (exact mode: zero-padded past the clip's end, as offline)."""
+        if self.exact:
+            self.raw += [torch.zeros_like(self.rest)] * self.half
+            self.computed += [True] * self.half
+        return self.ready
 
     @torch.inference_mode()
-    def push(self, windows: np.ndarray, loudness: np.ndarray) -> torch.Tensor:
-        """Add the windows of the next frames and their RMS; -> the smoothed rows now complete (m, 20)."""
-        if len(windows):
-            # one window a call: a constant shape (CPU kernels are re-planned for every new batch size)
-            raw = torch.cat([self.model(w[None]) for w in torch.from_numpy(windows).to(self.device)])
-            if self.silence_rms is not None:
-                quiet = torch.from_numpy(loudness < self.silence_rms).to(self.device)
-                raw = torch.where(quiet[:, None], self.rest, raw)
-            self.raw = torch.cat([self.raw, raw])
-        ready = len(self.raw) - 2 * self.half if self.exact else len(self.raw) - self.half
-        return self._emit(max(0, ready))
+    def next_row(self) -> torch.Tensor:
+        """The next ready frame's smoothed (20,) row."""
+        h = self.half
+        past = [self._raw(j) for j in range(h + 1)]  # raw rows i - h .. i of frame i
+        future = [self._raw(j) for j in range(h + 1, 2 * h + 1)] if self.exact else past[-1:] * h
+        self.skip()
+        return self.kernel @ torch.stack(past + future)
 
-    @torch.inference_mode()
-    def finish(self) -> torch.Tensor:
-        """The rows still held back (exact mode: zero-padded past the clip's end, as offline)."""
-        if not self.exact:
-            return self._emit(0)
-        self.raw = torch.cat([self.raw, self.raw.new_zeros(self.half, self.raw.shape[1])])
-        return self._emit(max(0, len(self.raw) - 2 * self.half))
+    def skip(self) -> None:
+        """Pass over the next ready frame (dropped: its row is never needed)."""
+        if not self.ready:
+            raise RuntimeError("no frame is ready")
+        del self.raw[0], self.computed[0]
+        self.next_frame += 1
 
-    def _emit(self, count: int) -> torch.Tensor:
-        """Smooth and return the next `count` rows; keep the raw rows later frames still need."""
-        h, rows = self.half, []
-        for i in range(count):
-            past = self.raw[i : i + h + 1]  # raw rows i - h .. i of the emitted frame i
-            future = self.raw[i + h + 1 : i + 2 * h + 1] if self.exact else past[-1:].expand(h, -1)
-            rows.append(self.kernel @ torch.cat([past, future]))
-        self.raw = self.raw[count:]
-        self.next_frame += count
-        return torch.stack(rows) if rows else torch.zeros(0, self.rest.shape[0], device=self.device)
+    def _raw(self, j: int) -> torch.Tensor:
+        """Raw row j of the held ones, Audio2Lip run on its window the first time it is needed (one
+        window a call: a constant shape, as CPU kernels are re-planned for every new batch size)."""
+        if not self.computed[j]:
+            self.raw[j], self.computed[j] = self.model(self.raw[j])[0], True
+        return self.raw[j]

@@ -23,6 +23,7 @@ import numpy as np
 import soxr
 import torch
 
+from .. import audio as audio_io
 from ..backends import make_backend
 from ..checkpoints import (
     AUDIO2POSE_FILE,
@@ -117,9 +118,17 @@ class LiveSession:
             self.pose = model.stream(start, None, live.pose_temperature, live.seed)
             lag = model.context - (self.lip.half if exact else 0)  # poses trail the mouth by this many frames
             self.poses = [start] * max(0, lag)
+        self._warm_up()
         self.pacer = FramePacer(FPS, clock)
         self.resampler, self.sample_rate = None, None
         self.closed = False
+
+    def _warm_up(self) -> None:
+        """Run every stage once before the stream starts, so that no first call's setup (librosa's
+        JIT, CPU kernel plans, OpenVINO's compilation) is charged to the live frames."""
+        audio_io.melspectrogram(np.zeros(4 * FRAME_SAMPLES, np.float32))
+        pose = self.poses[0][None] if self.poses else None
+        self.renderer.animate(self.encoded, self.lip.rest[None], pose, self.exp)
 
     def _expression(self, spec: str | None, ckpt_dir: Path) -> torch.Tensor | None:
         """(1, 10) coefficients of a predefined emotion (mix), or None (the source's own expression)."""
@@ -139,17 +148,22 @@ class LiveSession:
         samples = np.asarray(samples)
         if samples.ndim != 1 or samples.dtype.kind != "f":
             raise AudioError(f"live audio must be mono float samples (n,), got {samples.dtype} {samples.shape}")
-        return self._frames(*self.mel.push(self._resampled(samples.astype(np.float32, copy=False), sample_rate)))
+        with self.pacer.spending():
+            windows = self.mel.push(self._resampled(samples.astype(np.float32, copy=False), sample_rate))
+        return self._frames(*windows)
 
     def close(self) -> list[LiveFrame]:
         """End of the stream: the frames still held back by the look-ahead (the clip ends as the
         offline one does: whole frames only)."""
         if self.closed:
             return []
-        if self.resampler is not None:
-            self.mel.push(self.resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+        with self.pacer.spending():
+            parts = []
+            if self.resampler is not None:  # the resampler's last samples may complete frames
+                parts.append(self.mel.push(self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)))
+            parts.append(self.mel.finish())
         self.closed = True
-        return self._frames(*self.mel.finish(), last=True)
+        return self._frames(*(np.concatenate(column) for column in zip(*parts)), last=True)
 
     @property
     def stats(self) -> dict:
@@ -169,24 +183,28 @@ class LiveSession:
         return samples if self.resampler is None else self.resampler.resample_chunk(samples)
 
     def _frames(self, windows: np.ndarray, loudness: np.ndarray, last: bool = False) -> list[LiveFrame]:
-        """Mouth (and pose) rows of the new windows, then render the frames the pacer keeps."""
-        first = self.lip.next_frame
-        lip = self.lip.push(windows, loudness)
-        if last:
-            lip = torch.cat([lip, self.lip.finish()])
-        if self.pose is not None:
-            tensor = torch.from_numpy(windows).to(self.device)
-            self.poses.extend(self.pose.push(tensor)[0])
+        """Queue the new windows' frames (and their poses), then render the ready frames the pacer keeps."""
+        with self.pacer.spending():
+            ready = self.lip.push(windows, loudness)
             if last:
-                self.poses.extend(self.pose.finish()[0])
+                ready = self.lip.finish()
+            if self.pose is not None:
+                tensor = torch.from_numpy(windows).to(self.device)
+                self.poses.extend(self.pose.push(tensor)[0])
+                if last:
+                    self.poses.extend(self.pose.finish()[0])
         out = []
-        for i, row in enumerate(lip):
+        for _ in range(ready):
+            index = self.lip.next_frame
             pose = self.poses.pop(0)[None] if self.pose is not None else None
             if not self.pacer.keep():
+                self.lip.skip()
                 continue
-            with self.pacer.timed():
+            with self.pacer.spending():
+                row = self.lip.next_row()
+            with self.pacer.spending():
                 image = self.renderer.animate(self.encoded, row[None], pose, self.exp)[0]
-            out.append(LiveFrame(first + i, image, row.float().cpu().numpy()))
+            out.append(LiveFrame(index, image, row.float().cpu().numpy()))
         return out
 
 
