@@ -16,6 +16,7 @@ to keep their float32 precision (`keep_warp_in_fp32`), as in the PyTorch path.
 import hashlib
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -169,7 +170,9 @@ class OpenVINOGenerator:
         log.info("exporting the %s to OpenVINO (once for these shapes; cached in %s)", part, xml.parent)
         levels = len(self.generator.dec.to_flows)
         module = _Encoder(self.generator) if part == "encoder" else _Decoder(self.generator, levels)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # the layers branch on shapes only, and every shape gets an export of its own
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             module(*examples)  # fills the layers' weight caches, so that every trace sees the same graph
             exported = ov.convert_model(module, example_input=tuple(examples))
         if part == "decoder":
