@@ -23,7 +23,8 @@ the audio_full mode, `pose_from_audio` and `exp_from_audio` rows time predicting
 mode's end-to-end time.
 
 Each mode runs on every backend of `--backend` (torch, openvino, torch+compile: PyTorch with the
-decoder torch.compile'd; default torch,openvino where OpenVINO is installed and the device is the CPU)
+decoder torch.compile'd, torch+graphs: PyTorch at batch 1 with the decoder replayed as a CUDA graph;
+default torch,openvino where OpenVINO is installed and the device is the CPU)
 at every precision of `--precision` (default fp32 and auto, the pipeline's default: bf16 where the
 hardware computes bf16 natively); a row per backend and precision gives its speed and the PSNR of its
 rendered frames (the first `--psnr_frames`, 8-bit, before H.264 encoding) against the first backend's
@@ -34,6 +35,7 @@ PyTorch fp32, once per mode.
 """
 
 import argparse
+import gc
 import itertools
 import json
 import math
@@ -57,6 +59,7 @@ from edtalk.backends import openvino_available  # noqa: E402
 from edtalk.device import PRECISIONS, precision_name, synchronize  # noqa: E402
 from edtalk.gfpgan import GFPGAN_FILE  # noqa: E402
 from edtalk.images import to_tensor  # noqa: E402
+from edtalk.memory import release_free_memory  # noqa: E402
 from edtalk.motion import pose_track  # noqa: E402
 from edtalk.pipeline import TalkingHeadPipeline  # noqa: E402
 from edtalk.rendering import pingpong  # noqa: E402
@@ -71,10 +74,11 @@ MODES = {  # mode -> (model, inputs)
     "video_full": ("full", ("lip", "pose", "exp")),
     "lip_pose": ("lip_pose", ("audio", "pose")),
 }
-BACKENDS = {  # benchmark backend -> (the pipeline's backend, torch.compile the decoder)
-    "torch": ("torch", False),
-    "openvino": ("openvino", False),
-    "torch+compile": ("torch", True),
+BACKENDS = {  # benchmark backend -> the pipeline's options
+    "torch": {"backend": "torch"},
+    "openvino": {"backend": "openvino"},
+    "torch+compile": {"backend": "torch", "compile": True},  # the decoder torch.compile'd
+    "torch+graphs": {"backend": "torch", "cuda_graphs": True, "batch_size": 1},  # CUDA graphs decode at batch 1
 }
 
 
@@ -329,11 +333,8 @@ def main() -> None:
         for mode in modes:
             baseline, reference = None, None
             for name, requested in itertools.product(backends, precisions):
-                backend, compile = BACKENDS[name]
                 options = dict(crop=False, progress=False, precision=requested, face_sr=args.face_sr)
-                pipe = TalkingHeadPipeline(
-                    ckpt_dir, MODES[mode][0], device, backend=backend, compile=compile, **options
-                )
+                pipe = TalkingHeadPipeline(ckpt_dir, MODES[mode][0], device, **BACKENDS[name], **options)
                 row = f"{mode}@{name}-{precision_name(pipe.precision)}"
                 if row in report["modes"]:  # auto resolved to a precision already run
                     continue
@@ -361,7 +362,9 @@ def main() -> None:
                     }
                 report["modes"][row] = entry
                 print_row(row, entry, args.baseline)
-                del pipe
+                del pipe  # and hand its memory back, so that the next row's peak is its own
+                gc.collect()
+                release_free_memory()
         if "audio_full" in modes:
             row, rendering = next((k, e) for k, e in report["modes"].items() if e["mode"] == "audio_full")
             render_ms = 1000 * rendering["seconds_per_output_second"] / 25

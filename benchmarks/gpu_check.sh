@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# One pass of every GPU check, with the figures for the README (at most 8 minutes: each step has a time limit):
+# One pass of every GPU check, with the figures for the README (at most 10 minutes: each step has a time limit):
 #   1. the parity tests on the GPU (exact mode: fp32 without TF32), same tolerances as on the CPU;
 #   2. upsampling kernels: transposed convolution against its sub-pixel form, per decoder shape and dtype;
 #   3. bench_inference.py --device cuda at fp32 / bf16 / fp16 over batch sizes, against the official way;
 #   4. the same with the decoder torch.compile'd (--backend torch+compile, bf16, lip-pose);
-#   5. bench_train.py --device cuda --amp (one step per stage).
+#   5. batch-1 decoding replayed as CUDA graphs against eager batch 1 (--backend torch,torch+graphs:
+#      speed, and the PSNR of the graph's frames against the eager ones; a failed check logs
+#      "CUDA graphs are off");
+#   6. bench_train.py --device cuda --amp (one step per stage).
 # Needs a CUDA build of torch in the environment (README, "GPU"). Results go to $OUT (default
 # res/gpu_check): a log per step and the JSON of each benchmark.
 #
@@ -69,6 +72,8 @@ step bench_inference 170 python benchmarks/bench_inference.py "${common[@]}" --b
   --batches 1,4,16,32,64 --json "$out/bench_inference.json"
 step bench_compile 100 python benchmarks/bench_inference.py "${common[@]}" --modes lip_pose --precision bf16 \
   --batches 16 --backend torch+compile --json "$out/bench_compile.json"
+step bench_graphs 80 python benchmarks/bench_inference.py --device cuda --seconds 4 --modes lip_pose --precision bf16 \
+  --batches 1 --backend torch,torch+graphs --json "$out/bench_graphs.json"
 step bench_train 80 python benchmarks/bench_train.py --device cuda --amp --batch_size 8 --json "$out/bench_train.json"
 
 echo "=== done: logs and JSON in $out (exit $status) ==="

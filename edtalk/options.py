@@ -82,6 +82,13 @@ class PipelineOptions:
     compile: bool = option(
         False, "compile", "torch.compile the decoder (PyTorch backend; faster long runs on GPUs)", action="store_true"
     )
+    cuda_graphs: bool = option(
+        False,
+        "cuda_graphs",
+        "replay the decoder as a CUDA graph at batch 1 (PyTorch on a CUDA GPU: one launch a frame; checked "
+        "against the eager decoder on the first frame, eager again if they differ)",
+        action="store_true",
+    )
     crop: bool = option(
         True,
         "no_crop",

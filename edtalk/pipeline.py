@@ -102,7 +102,8 @@ def build_parts(options: PipelineOptions, restorer: FaceRestorer | None = None) 
     generator = load_generator(o.generator_path or ckpt_dir / MODEL_FILES[o.model], device, kind=o.model)
     batch_size = o.batch_size or default_batch_size(device)
     precision = resolve_precision(o.precision, device)
-    backend = make_backend(generator, o.model, device, precision, o.backend, batch_size=batch_size, compile=o.compile)
+    runtime = dict(batch_size=batch_size, compile=o.compile, cuda_graphs=o.cuda_graphs)
+    backend = make_backend(generator, o.model, device, precision, o.backend, **runtime)
     paths = {
         "lip": Path(o.audio2lip_path or ckpt_dir / "Audio2Lip.pt"),
         "exp": Path(o.audio2exp_path or ckpt_dir / AUDIO2EXP_FILE),

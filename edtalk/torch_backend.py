@@ -19,6 +19,7 @@ import torch
 
 from networks import Generator, GeneratorConfig
 
+from .cuda_graphs import DecoderGraphs
 from .device import exact_fp32
 from .images import to_tensor, to_uint8
 from .motion_template import motion_fingerprint
@@ -48,12 +49,15 @@ class TorchGenerator:
 
     name = "torch"
 
-    def __init__(self, generator: Generator, model: str, device: torch.device, precision: torch.dtype):
+    def __init__(
+        self, generator: Generator, model: str, device: torch.device, precision: torch.dtype, cuda_graphs: bool = False
+    ):
         self.generator = generator
         self.config = generator.config
         self.model = model
         self.device = device
         self.precision = precision
+        self.graphs = DecoderGraphs() if cuda_graphs else None
         self._fingerprint = None
 
     @contextlib.contextmanager
@@ -62,7 +66,9 @@ class TorchGenerator:
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.inference_mode())
             if self.precision != torch.float32:
-                stack.enter_context(torch.autocast(self.device.type, dtype=self.precision))
+                # a CUDA graph must not replay casts cached by another call: no autocast cache with graphs
+                cache = self.graphs is None
+                stack.enter_context(torch.autocast(self.device.type, dtype=self.precision, cache_enabled=cache))
             else:
                 stack.enter_context(exact_fp32(self.device))
             yield
@@ -82,8 +88,13 @@ class TorchGenerator:
     def animate(self, encoded, lip: torch.Tensor, pose: torch.Tensor | None, exp: torch.Tensor | None) -> np.ndarray:
         """(B, S, S, 3) uint8 frames of the encoded source(s) moved by the coefficients."""
         with self.running():
-            out = self.generator.animate(encoded, lip, pose, exp)
-        return to_uint8(out.float())
+            if self.graphs is None:
+                out = self.generator.animate(encoded, lip, pose, exp)
+            else:
+                latent, exp_latent = self.generator.latents(encoded, lip, pose, exp)
+                decode = lambda z, e: self.generator.render(encoded, z, e)  # noqa: E731
+                out = self.graphs.decode(decode, encoded, latent, exp_latent)
+            return to_uint8(out.float())
 
     def motion(self, crops: np.ndarray, parts: Sequence[str]) -> dict[str, torch.Tensor]:
         """{part: (N, dim)} motion coefficients of (N, 256, 256, 3) uint8 face crops."""

@@ -52,7 +52,7 @@ def test_resuming_mid_epoch_continues_with_the_batches_an_uninterrupted_run_sees
     assert [key(next(resumed)) for _ in range(3)] == expected[2:]
 
 
-STEPS = 8
+STEPS = 4
 
 
 def _kill_all(run_dir):

@@ -74,14 +74,22 @@ def make_backend(
     cache_dir: str | Path | None = None,
     batch_size: int = 1,
     compile: bool = False,
+    cuda_graphs: bool = False,
 ):
     """The generator behind the interface of edtalk/torch_backend.GeneratorBackend, on `name`'s runtime.
 
     cache_dir: where OpenVINO keeps its exported and compiled models (default ~/.cache/edtalk/openvino);
     batch_size: the frames per animate call (OpenVINO pads a smaller last batch to it, so that one
-    compiled shape serves the whole clip); compile: torch.compile the PyTorch decoder.
+    compiled shape serves the whole clip); compile: torch.compile the PyTorch decoder; cuda_graphs:
+    replay the PyTorch decoder as a CUDA graph at batch 1 (edtalk/cuda_graphs.py).
     """
-    if resolve_backend(name, device, compile) == "openvino":
+    runtime = resolve_backend(name, device, compile)
+    if cuda_graphs and (device.type != "cuda" or runtime != "torch" or compile):
+        raise EDTalkError(
+            f"--cuda_graphs replays the PyTorch decoder on a CUDA GPU (without --compile), but the device is "
+            f"{device} and the backend {runtime}{' with --compile' if compile else ''}"
+        )
+    if runtime == "openvino":
         from .openvino import OpenVINOGenerator
 
         return OpenVINOGenerator(generator, model, precision, cache_dir, batch_size)
@@ -89,7 +97,7 @@ def make_backend(
 
     if compile:
         generator.dec = torch.compile(generator.dec)
-    return TorchGenerator(generator, model, device, precision)
+    return TorchGenerator(generator, model, device, precision, cuda_graphs)
 
 
 def describe(backend) -> str:

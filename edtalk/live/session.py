@@ -99,8 +99,8 @@ class LiveSession:
             path = Path(pipeline.generator_path or ckpt_dir / MODEL_FILES[pipeline.model])
             generator = load_generator(path, device, kind=pipeline.model)
             precision = resolve_precision(pipeline.precision, device)
-            backend, compile = pipeline.backend, pipeline.compile
-            renderer = make_backend(generator, pipeline.model, device, precision, backend, compile=compile)
+            options = dict(compile=pipeline.compile, cuda_graphs=pipeline.cuda_graphs)
+            renderer = make_backend(generator, pipeline.model, device, precision, pipeline.backend, **options)
         self.renderer, self.device = renderer, renderer.device
         crop = _source_crop(source, pipeline)
         self.encoded = renderer.encode_source(crop[None])
