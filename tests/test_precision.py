@@ -140,13 +140,14 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("name", ["EDTalk.pt", "EDTalk_lip_pose.pt"])
 def test_bf16_render_stays_close_to_fp32(synthetic_ckpts, name):
-    """bf16 autocast (what `auto` runs on CPUs with AMX / AVX512-BF16) renders the parity clip at
-    >= 45 dB PSNR against fp32 with the synthetic weights."""
+    """bf16 autocast (what `auto` runs on CPUs with AMX / AVX512-BF16) renders the parity clip's
+    first frame at >= 45 dB PSNR against fp32 with the synthetic weights (one frame: a CPU without
+    native bf16 emulates it, slowly)."""
     ref = load_fixture("gen_edtalk_test_EDTalk_A.npz")
     gen = edtalk.load_generator(synthetic_ckpts / name)
-    exp = ref["exp_frames"] if gen.has_expression else None
-    fp32 = gen.animate(ref["source"], ref["lip_coef"], ref["pose_frames"], exp)
+    drivers = (ref["lip_coef"][:1], ref["pose_frames"][:1], ref["exp_frames"][:1] if gen.has_expression else None)
+    fp32 = gen.animate(ref["source"], *drivers)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        bf16 = gen.animate(ref["source"], ref["lip_coef"], ref["pose_frames"], exp)
+        bf16 = gen.animate(ref["source"], *drivers)
     assert bf16.shape == fp32.shape
     assert psnr(bf16, fp32) >= 45
