@@ -202,7 +202,6 @@ class LiveSession:
                 continue
             with self.pacer.spending():
                 row = self.lip.next_row()
-            with self.pacer.spending():
                 image = self.renderer.animate(self.encoded, row[None], pose, self.exp)[0]
             out.append(LiveFrame(index, image, row.float().cpu().numpy()))
         return out
