@@ -15,6 +15,7 @@ import torch
 from networks import Audio2Lip, Generator, GeneratorConfig
 from networks.audio2exp import Audio2Exp
 from networks.audio2pose import Audio2Pose
+from networks.decoder import DECODER_CHANNELS
 
 from .device import resolve_device
 from .emotions import EMOTIONS
@@ -111,15 +112,17 @@ def generator_kind(state: dict) -> str:
 
 
 def _generator_config(state: dict, path: Path) -> GeneratorConfig:
-    """Sizes read from tensor shapes (lip_fc.2.weight is (20, 512), ...)."""
+    """Sizes read from tensor shapes (lip_fc.2.weight is (20, 512), dec.input.input (1, 512, 4, 4), ...)."""
     try:
         style = state["fc.0.weight"].shape[0]
         lip = state["lip_fc.2.weight"].shape[0]
         pose = state["pose_fc.2.weight"].shape[0]
+        first_width = state["dec.input.input"].shape[1]
     except KeyError as exc:
         raise CheckpointError(f"{path} is not an EDTalk generator checkpoint (no {exc.args[0]})") from None
     exp = state["exp_fc.2.weight"].shape[0] if "exp_fc.2.weight" in state else 0
-    return GeneratorConfig(style_dim=style, lip_dim=lip, pose_dim=pose, exp_dim=exp)
+    divisor = max(1, DECODER_CHANNELS[4] // first_width)
+    return GeneratorConfig(style_dim=style, lip_dim=lip, pose_dim=pose, exp_dim=exp, channel_divisor=divisor)
 
 
 def _load_strict(module: torch.nn.Module, state: dict, path: Path, network: str = "the network") -> None:

@@ -16,28 +16,29 @@ class Synthesis(nn.Module):
     At each level L (8x8 ... size) the decoder predicts a flow and mask, warps the source feature
     feats[L] with it and blends; the RGB image is accumulated from the warped features.
     With `expression=True` (full EDTalk) each feats[L] first passes through an EEM conditioned on
-    the expression latent e.
+    the expression latent e. `divisor` divides every width (1: the official network).
     """
 
-    def __init__(self, size: int = 256, style_dim: int = 512, expression: bool = True):
+    def __init__(self, size: int = 256, style_dim: int = 512, expression: bool = True, divisor: int = 1):
         super().__init__()
         self.size = size
-        self.input = ConstantInput(DECODER_CHANNELS[4])
-        self.conv1 = StyledConv(DECODER_CHANNELS[4], DECODER_CHANNELS[4], 3, style_dim)
-        self.to_rgb1 = ToRGB(DECODER_CHANNELS[4], upsample=False)  # in the checkpoint, never called
+        width = {res: ch // divisor for res, ch in DECODER_CHANNELS.items()}
+        self.input = ConstantInput(width[4])
+        self.conv1 = StyledConv(width[4], width[4], 3, style_dim)
+        self.to_rgb1 = ToRGB(width[4], upsample=False)  # in the checkpoint, never called
         self.convs = nn.ModuleList()
         self.to_rgbs = nn.ModuleList()
         self.to_flows = nn.ModuleList()
-        in_ch = DECODER_CHANNELS[4]
+        in_ch = width[4]
         for i in range(3, size.bit_length()):
-            out_ch = DECODER_CHANNELS[2**i]
+            out_ch = width[2**i]
             self.convs.append(StyledConv(in_ch, out_ch, 3, style_dim, upsample=True))
             self.convs.append(StyledConv(out_ch, out_ch, 3, style_dim))
             self.to_rgbs.append(ToRGB(out_ch))
             self.to_flows.append(ToFlow(out_ch, style_dim))
             in_ch = out_ch
         if expression:
-            self.fineadainresblock = nn.ModuleList(EEM(DECODER_CHANNELS[2**i]) for i in range(3, size.bit_length()))
+            self.fineadainresblock = nn.ModuleList(EEM(width[2**i]) for i in range(3, size.bit_length()))
         else:
             self.fineadainresblock = None
 

@@ -30,6 +30,7 @@ class GeneratorConfig:
     lip_dim: int = 20  # mouth bases
     pose_dim: int = 6  # head-pose bases
     exp_dim: int = 10  # expression bases; 0 for the lip-pose model
+    channel_divisor: int = 1  # every encoder and decoder width divided by this (1: official; tests use narrow ones)
 
     @property
     def has_expression(self) -> bool:
@@ -80,8 +81,8 @@ class Generator(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.enc = Encoder(c.size, c.style_dim)
-        self.dec = Synthesis(c.size, c.style_dim, expression=c.has_expression)
+        self.enc = Encoder(c.size, c.style_dim, c.channel_divisor)
+        self.dec = Synthesis(c.size, c.style_dim, c.has_expression, c.channel_divisor)
         self.direction_lipnonlip = Direction(c.lip_dim + c.pose_dim, c.style_dim)
         self.fc = nn.Sequential(*(EqualLinear(c.style_dim, c.style_dim) for _ in range(4)))
         self.lip_fc = _motion_mlp(c.style_dim, c.lip_dim, 3)

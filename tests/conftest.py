@@ -38,6 +38,24 @@ def synthetic_ckpts() -> Path:
     return made_once(WEIGHTS_CACHE, _weights_stamp(), lambda folder: write_checkpoints(folder, TABLES))
 
 
+NARROW_CACHE = ROOT / ".cache" / "test_weights_narrow"
+NARROW_DIVISOR = 8  # a frame renders about 20 times faster than with the official widths
+
+
+@pytest.fixture(scope="session")
+def narrow_ckpts() -> Path:
+    """Folder with EDTalk.pt, EDTalk_lip_pose.pt (every width / 8) and Audio2Lip.pt: for the tests
+    of everything around the networks (demos, UI, jobs, live, training plumbing); the numbers of
+    the official networks are tested on `synthetic_ckpts`."""
+    from .synthetic_weights import write_narrow_checkpoints
+
+    h = hashlib.sha256(_weights_stamp().encode())
+    for name in ("encoder.py", "decoder.py", "generator.py"):
+        h.update((ROOT / "networks" / name).read_bytes())
+    h.update(str(NARROW_DIVISOR).encode())
+    return made_once(NARROW_CACHE, h.hexdigest()[:16], lambda folder: write_narrow_checkpoints(folder, NARROW_DIVISOR))
+
+
 GFPGAN_FIXTURES = FIXTURES / "gfpgan"  # GFPGAN parity fixture, state-dict table, weight checksums
 GFPGAN_CACHE = ROOT / ".cache" / "test_gfpgan_weights"
 
@@ -80,6 +98,13 @@ def lip_pose_generator(synthetic_ckpts):
     import edtalk
 
     return edtalk.load_generator(synthetic_ckpts / "EDTalk_lip_pose.pt")
+
+
+@pytest.fixture(scope="session")
+def narrow_lip_pose_generator(narrow_ckpts):
+    import edtalk
+
+    return edtalk.load_generator(narrow_ckpts / "EDTalk_lip_pose.pt")
 
 
 @pytest.fixture(scope="session")

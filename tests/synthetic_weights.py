@@ -39,7 +39,7 @@ import json
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -245,10 +245,15 @@ def read_table(path: Path) -> list[tuple[str, tuple[int, ...], str, str]]:
 
 def make_state_dict(model: str, tables: Path = TABLES, seed: int = SEED) -> dict:
     """The synthetic state dict of ``model`` (a table name of :data:`CHECKPOINTS`), as torch tensors."""
+    return state_from_rows(model, read_table(Path(tables) / f"{model}_state_dict.tsv"), seed)
+
+
+def state_from_rows(model: str, rows: list[tuple[str, tuple[int, ...], str, str]], seed: int = SEED) -> dict:
+    """Tensors for table rows ``(key, shape, dtype, kind)`` of ``model``, by the rules above."""
     import torch
 
     state = {}
-    for key, shape, dtype, kind in read_table(Path(tables) / f"{model}_state_dict.tsv"):
+    for key, shape, dtype, kind in rows:
         init = init_for(model, key, shape, kind)
         if isinstance(init, Constant):
             array = np.asarray(init.make(shape)).reshape(shape)
@@ -313,6 +318,33 @@ def write_checkpoints(out_dir: Path, tables: Path = TABLES, seed: int = SEED) ->
         sums[model] = checksums(state)
         del state
     return sums
+
+
+def write_narrow_checkpoints(out_dir: Path, divisor: int, tables: Path = TABLES, seed: int = SEED) -> None:
+    """EDTalk.pt and EDTalk_lip_pose.pt with every encoder and decoder width divided by ``divisor``
+    (``GeneratorConfig.channel_divisor``; the same rules, our own network's keys and shapes), and
+    the official-size Audio2Lip.pt, in ``out_dir``: the same files, tens of times faster to render,
+    for the tests of everything around the networks."""
+    import torch
+
+    from networks import EDTALK, LIP_POSE, Generator
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    layouts = {"EDTalk_generator": EDTALK, "EDTalk_lip_pose_generator": LIP_POSE}
+    for model, filename, top_key in CHECKPOINTS:
+        if model in layouts:
+            shapes = Generator(replace(layouts[model], channel_divisor=divisor)).state_dict()
+            rows = [(k, tuple(v.shape), str(v.dtype).removeprefix("torch."), _kind(k)) for k, v in shapes.items()]
+            state = state_from_rows(model, rows, seed)
+        else:
+            state = make_state_dict(model, tables, seed)
+        torch.save({top_key: state}, out_dir / filename)
+
+
+def _kind(key: str) -> str:
+    """'buffer' for the blur kernels (the generators' only buffers), else 'parameter'."""
+    return "buffer" if key.endswith(".kernel") else "parameter"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,9 +140,9 @@ def emotional_set(root):
     return write_set(root, clips, held_out=("W009#happy#level_2#003", "WDA_Speaker_000"))
 
 
-def test_script_under_torchrun_resumes_and_drives_the_demo(tmp_path, synthetic_ckpts, short_speech):
+def test_script_under_torchrun_resumes_and_drives_the_demo(tmp_path, narrow_ckpts, short_speech):
     data, run = emotional_set(tmp_path / "set"), tmp_path / "run"
-    common = ["--data", data, "--generator", synthetic_ckpts / "EDTalk.pt", "--run_dir", run, "--window", 3]
+    common = ["--data", data, "--generator", narrow_ckpts / "EDTalk.pt", "--run_dir", run, "--window", 3]
     common += ["--batch_size", 1, "--workers", 0, "--log_every", 1, "--save_every", 1, "--val_every", 1]
     cmd, env = script("train_audio2exp", *common, "--steps", 2, nproc=2)
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -167,7 +167,7 @@ def test_script_under_torchrun_resumes_and_drives_the_demo(tmp_path, synthetic_c
 
     out = tmp_path / "from_audio.mp4"
     args = ["--source_path", MEDIA / "identity_source.jpg", "--no_crop", "--quiet", "--exp_from_audio"]
-    args += ["--audio_driving_path", short_speech, "--ckpt_dir", synthetic_ckpts]
+    args += ["--audio_driving_path", short_speech, "--ckpt_dir", narrow_ckpts]
     args += ["--audio2exp_model_path", run / "checkpoints" / "000003.pt", "--save_path", out]
     assert demo_EDTalk_A.main(list(map(str, args))) == 0
     assert out.stat().st_size > 0
@@ -179,11 +179,11 @@ def rendered(pipe, speech, **options):
 
 
 def test_pipeline_takes_the_expression_from_the_audio_when_nothing_else_sets_it(
-    synthetic_ckpts, audio2exp_ckpt, short_speech, caplog
+    narrow_ckpts, audio2exp_ckpt, short_speech, caplog
 ):
     from edtalk.pipeline import TalkingHeadPipeline
 
-    settings = dict(ckpt_dir=synthetic_ckpts, device="cpu", crop=False, progress=False, precision="fp32")
+    settings = dict(ckpt_dir=narrow_ckpts, device="cpu", crop=False, progress=False, precision="fp32")
     without = TalkingHeadPipeline(**settings)  # no Audio2Exp.pt in the checkpoint folder
     with caplog.at_level("INFO"):
         fixed = rendered(without, short_speech)
@@ -201,19 +201,19 @@ def test_pipeline_takes_the_expression_from_the_audio_when_nothing_else_sets_it(
     assert pipe.exp_from_audio(short_speech).shape == (3, 10)
 
 
-def test_expression_from_audio_conflicts_and_missing_checkpoints_are_one_line_errors(synthetic_ckpts, short_speech):
+def test_expression_from_audio_conflicts_and_missing_checkpoints_are_one_line_errors(narrow_ckpts, short_speech):
     from edtalk import CheckpointError, EDTalkError, load_audio2exp
     from edtalk.pipeline import TalkingHeadPipeline
 
-    pipe = TalkingHeadPipeline(synthetic_ckpts, device="cpu", crop=False, progress=False)
+    pipe = TalkingHeadPipeline(narrow_ckpts, device="cpu", crop=False, progress=False)
     with pytest.raises(EDTalkError, match="not both"):
         pipe.render(
             MEDIA / "identity_source.jpg", audio=short_speech, exp=MEDIA / "identity_source.jpg", exp_from_audio=True
         )
     with pytest.raises(CheckpointError, match="Audio2Exp.pt; train one with train/train_audio2exp.py"):
         pipe.render(MEDIA / "identity_source.jpg", audio=short_speech, exp_from_audio=True)
-    lip_pose = TalkingHeadPipeline(synthetic_ckpts, model="lip_pose", device="cpu", crop=False, progress=False)
+    lip_pose = TalkingHeadPipeline(narrow_ckpts, model="lip_pose", device="cpu", crop=False, progress=False)
     with pytest.raises(EDTalkError, match="needs the full generator"):
         lip_pose.render(MEDIA / "identity_source.jpg", audio=short_speech, exp_from_audio=True)
     with pytest.raises(CheckpointError, match="Audio2Lip.pt is an Audio2Lip checkpoint"):
-        load_audio2exp(synthetic_ckpts / "Audio2Lip.pt")
+        load_audio2exp(narrow_ckpts / "Audio2Lip.pt")

@@ -212,11 +212,11 @@ def test_style_is_the_clip_statistics():
 
 
 def test_pipeline_reproduces_by_seed_takes_a_style_and_says_why_the_head_stays_still(
-    fitted, synthetic_ckpts, tmp_path, caplog
+    fitted, narrow_ckpts, tmp_path, caplog
 ):
     ckpt, photo, audio = tmp_path / "Audio2Pose.pt", MEDIA / "identity_source.jpg", MEDIA / "speech_16k.wav"
     torch.save({"audio2pose": fitted[0].state_dict()}, ckpt)
-    pipe = TalkingHeadPipeline(synthetic_ckpts, LIP_POSE, "cpu", crop=False, progress=False, audio2pose_path=ckpt)
+    pipe = TalkingHeadPipeline(narrow_ckpts, LIP_POSE, "cpu", crop=False, progress=False, audio2pose_path=ckpt)
     src = pipe.load_source(photo)
     plain = pipe.pose_from_audio(audio, 40, src, 0.7, 1, None)
     torch.testing.assert_close(pipe.pose_from_audio(audio, 40, src, 0.7, 1, None), plain)
@@ -232,7 +232,7 @@ def test_pipeline_reproduces_by_seed_takes_a_style_and_says_why_the_head_stays_s
         pipe.render(photo, audio=audio, pose_from_audio=False, pose_style=photo)
 
     missing = TalkingHeadPipeline(
-        synthetic_ckpts, LIP_POSE, "cpu", crop=False, progress=False, audio2pose_path=tmp_path / "none.pt"
+        narrow_ckpts, LIP_POSE, "cpu", crop=False, progress=False, audio2pose_path=tmp_path / "none.pt"
     )
     with caplog.at_level(logging.INFO), missing.render(photo, audio=audio):
         assert "the head stays still" in caplog.text and "train_audio2pose.py" in caplog.text
@@ -247,9 +247,9 @@ def pose_set(root):
     return write_set(root, clips, held_out=("P2",))
 
 
-def test_script_under_torchrun_resumes_and_moves_the_head_in_the_demo(tmp_path, synthetic_ckpts, monkeypatch):
+def test_script_under_torchrun_resumes_and_moves_the_head_in_the_demo(tmp_path, narrow_ckpts, monkeypatch):
     data, run = pose_set(tmp_path / "set"), tmp_path / "run"
-    common = ["--data", data, "--generator", synthetic_ckpts / "EDTalk_lip_pose.pt", "--run_dir", run, "--window", 6]
+    common = ["--data", data, "--generator", narrow_ckpts / "EDTalk_lip_pose.pt", "--run_dir", run, "--window", 6]
     common += ["--batch_size", 1, "--workers", 0, "--log_every", 1, "--save_every", 1, "--val_every", 1]
     cmd, env = script("train_audio2pose", *common, "--steps", 2, nproc=2)
     try:
@@ -283,7 +283,7 @@ def test_script_under_torchrun_resumes_and_moves_the_head_in_the_demo(tmp_path, 
     )
     out = tmp_path / "moving.mp4"
     args = ["--source_path", MEDIA / "identity_source.jpg", "--no_crop", "--quiet", "--batch_size", 4]
-    args += ["--audio_driving_path", MEDIA / "speech_16k_e2e.wav", "--ckpt_dir", synthetic_ckpts, "--seed", 3]
+    args += ["--audio_driving_path", MEDIA / "speech_16k_e2e.wav", "--ckpt_dir", narrow_ckpts, "--seed", 3]
     args += ["--audio2pose_model_path", run / "checkpoints" / "000003.pt", "--save_path", out]
     assert demo_EDTalk_A.main(list(map(str, args))) == 0
     assert out.stat().st_size > 0

@@ -27,10 +27,10 @@ PHOTO = ROOT / "test_data" / "astronaut.jpg"
 
 
 @pytest.fixture(scope="module")
-def ckpt_dir(tmp_path_factory, synthetic_ckpts):
+def ckpt_dir(tmp_path_factory, narrow_ckpts):
     folder = tmp_path_factory.mktemp("ckpts")
     for name in edtalk.CHECKPOINTS:
-        (folder / name).symlink_to(synthetic_ckpts / name)
+        (folder / name).symlink_to(narrow_ckpts / name)
     make_expression_folder(folder / "predefined_exp_weights")
     return folder
 
@@ -69,7 +69,7 @@ def rendered(demo, ckpt_dir, save_path, **flags):
     return probe(save_path)
 
 
-def test_lip_pose_no_crop_matches_the_generator(tmp_path, ckpt_dir, lip_pose_generator, audio2lip):
+def test_lip_pose_no_crop_matches_the_generator(tmp_path, ckpt_dir, narrow_lip_pose_generator, audio2lip):
     out = tmp_path / "lp.mp4"
     assert rendered(
         demo_lip_pose,
@@ -84,7 +84,7 @@ def test_lip_pose_no_crop_matches_the_generator(tmp_path, ckpt_dir, lip_pose_gen
 
     lip = audio2lip.predict(torch.from_numpy(edtalk.audio.mel_windows(SPEECH)))
     pose = to_tensor(np.stack([f for _, f in zip(range(12), iter_frames(POSE))]), torch.device("cpu"))
-    expected = to_uint8(lip_pose_generator.animate(to_tensor(read_image(SOURCE)[None], torch.device("cpu")), lip, pose))
+    expected = to_uint8(narrow_lip_pose_generator.animate(to_tensor(read_image(SOURCE)[None], torch.device("cpu")), lip, pose))
     decoded = np.stack(list(iter_frames(out, fps=None)))
     mse = np.mean((decoded.astype(float) - expected) ** 2)
     psnr = 10 * np.log10(255**2 / mse)
@@ -215,11 +215,11 @@ BAD_INPUTS = [  # (demo, its arguments, the one line it must print)
 
 @pytest.mark.parametrize("demo, args, message", BAD_INPUTS)
 def test_bad_input_gives_one_line_and_writes_nothing(
-    tmp_path, capsys, ckpt_dir, synthetic_ckpts, bad_files, demo, args, message
+    tmp_path, capsys, ckpt_dir, narrow_ckpts, bad_files, demo, args, message
 ):
     lip_pose_as_full = tmp_path / "swapped"
     lip_pose_as_full.mkdir()
-    (lip_pose_as_full / "EDTalk.pt").symlink_to(synthetic_ckpts / "EDTalk_lip_pose.pt")
+    (lip_pose_as_full / "EDTalk.pt").symlink_to(narrow_ckpts / "EDTalk_lip_pose.pt")
     out = tmp_path / "out" / "result.mp4"
     out.parent.mkdir()
     places = dict(bad=bad_files, lip_pose_as_full=lip_pose_as_full, source=SOURCE, speech=SPEECH)

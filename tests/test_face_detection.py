@@ -192,20 +192,20 @@ def test_face_index_flag():
     assert p.parse_args(["--face_index", "1"]).face_index == 1
 
 
-def test_pipeline_passes_face_index_to_the_aligner(synthetic_ckpts):
+def test_pipeline_passes_face_index_to_the_aligner(narrow_ckpts):
     from edtalk.pipeline import TalkingHeadPipeline
 
-    pipe = TalkingHeadPipeline(synthetic_ckpts, device="cpu", face_index=2)
+    pipe = TalkingHeadPipeline(narrow_ckpts, device="cpu", face_index=2)
     assert pipe.reader.aligner.face_index == 2
 
 
 @pytest.mark.slow  # ~8 s alone (most of it the first mel spectrogram); the aligner tests above take 1-2 s
-def test_cli_face_index_out_of_range_is_one_line(two_faces, synthetic_ckpts, tmp_path, capsys):
+def test_cli_face_index_out_of_range_is_one_line(two_faces, narrow_ckpts, tmp_path, capsys):
     from edtalk.cli import render_to_file
 
     source = tmp_path / "two.png"
     cv2.imwrite(str(source), cv2.cvtColor(two_faces, cv2.COLOR_RGB2BGR))
-    flags = ["--source_path", str(source), "--ckpt_dir", str(synthetic_ckpts), "--device", "cpu", "--face_index", "2"]
+    flags = ["--source_path", str(source), "--ckpt_dir", str(narrow_ckpts), "--device", "cpu", "--face_index", "2"]
     flags += ["--audio_driving_path", str(MEDIA / "speech_16k_e2e.wav")]  # 0.5 s: the audio is read first
     demo = parser("demo", "python demo.py", str(tmp_path / "out.mp4"), ["audio_driving_path", "pose_driving_path"])
     args = demo.parse_args(flags)

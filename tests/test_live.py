@@ -90,8 +90,8 @@ def stub_session(ckpts, clock=None, cost=0.0, pipeline=None, **live) -> LiveSess
 
 
 @pytest.mark.parametrize("chunk_ms", [10, 40, 137, 1000])
-def test_mouth_equals_the_offline_mouth_for_any_chunking(synthetic_ckpts, speech, offline_lip, chunk_ms):
-    frames = stream(stub_session(synthetic_ckpts), speech, 16 * chunk_ms)
+def test_mouth_equals_the_offline_mouth_for_any_chunking(narrow_ckpts, speech, offline_lip, chunk_ms):
+    frames = stream(stub_session(narrow_ckpts), speech, 16 * chunk_ms)
     assert [f.index for f in frames] == list(range(FRAMES))
     lip = torch.from_numpy(np.stack([f.lip for f in frames]))
     torch.testing.assert_close(lip, offline_lip, atol=2e-5, rtol=1e-4)
@@ -99,22 +99,22 @@ def test_mouth_equals_the_offline_mouth_for_any_chunking(synthetic_ckpts, speech
     assert frames[-1].end_s == pytest.approx(FRAMES / 25)
 
 
-def test_exact_mode_waits_for_its_look_ahead_and_low_mode_does_not(synthetic_ckpts, speech, offline_lip):
-    exact, low = stub_session(synthetic_ckpts), stub_session(synthetic_ckpts, latency="low")
+def test_exact_mode_waits_for_its_look_ahead_and_low_mode_does_not(narrow_ckpts, speech, offline_lip):
+    exact, low = stub_session(narrow_ckpts), stub_session(narrow_ckpts, latency="low")
     ten_frames = speech[: 10 * FRAME_SAMPLES]
     # frame i's smoothed row needs frame i + 1's window, which reads 1480 samples past frame i + 1's end
     assert [f.index for f in exact.push(ten_frames)] == list(range(6))
     assert [f.index for f in low.push(ten_frames)] == list(range(10))
     by_chunk = [
-        np.stack([f.lip for f in stream(stub_session(synthetic_ckpts, latency="low"), speech, n)]) for n in (160, 16000)
+        np.stack([f.lip for f in stream(stub_session(narrow_ckpts, latency="low"), speech, n)]) for n in (160, 16000)
     ]
     np.testing.assert_allclose(by_chunk[0], by_chunk[1], atol=2e-5, rtol=1e-4)
     cost = np.abs(by_chunk[0] - offline_lip.numpy()).mean() / offline_lip.numpy().std()
     assert 0 < cost < 1  # a cheaper, less accurate mouth (docs/live.md gives the measure)
 
 
-def test_silence_closes_the_mouth(synthetic_ckpts, speech):
-    session = stub_session(synthetic_ckpts)
+def test_silence_closes_the_mouth(narrow_ckpts, speech):
+    session = stub_session(narrow_ckpts)
     noise = np.random.default_rng(0).normal(0, 10 ** (-70 / 20), 25 * FRAME_SAMPLES).astype(np.float32)
     frames = stream(session, np.concatenate([speech[: 15 * FRAME_SAMPLES], noise]), 800)
     lip = np.stack([f.lip for f in frames])
@@ -123,14 +123,14 @@ def test_silence_closes_the_mouth(synthetic_ckpts, speech):
     assert np.abs(lip[:12] - rest).max(axis=1).min() > 1e-3  # while speaking it is not at rest
 
 
-def test_the_head_idles_in_silence_with_audio2pose_and_stays_still_without(synthetic_ckpts, speech, tmp_path):
+def test_the_head_idles_in_silence_with_audio2pose_and_stays_still_without(narrow_ckpts, speech, tmp_path):
     torch.manual_seed(0)  # an untrained flow: its motion is the speech-independent part the idle head shows
     torch.save({"audio2pose": Audio2Pose(hidden=16, steps=1).state_dict()}, tmp_path / "Audio2Pose.pt")
     clip = np.concatenate([speech[: 4 * FRAME_SAMPLES], np.zeros(16 * FRAME_SAMPLES, np.float32)])
-    pose_ckpt = pipeline_options(synthetic_ckpts, audio2pose_path=tmp_path / "Audio2Pose.pt")
-    idle = stub_session(synthetic_ckpts, pipeline=pose_ckpt)
+    pose_ckpt = pipeline_options(narrow_ckpts, audio2pose_path=tmp_path / "Audio2Pose.pt")
+    idle = stub_session(narrow_ckpts, pipeline=pose_ckpt)
     still = stub_session(
-        synthetic_ckpts, pipeline=pipeline_options(synthetic_ckpts, audio2pose_path=tmp_path / "no.pt")
+        narrow_ckpts, pipeline=pipeline_options(narrow_ckpts, audio2pose_path=tmp_path / "no.pt")
     )
     stream(idle, clip, 800), stream(still, clip, 800)
     idle_poses, still_poses = idle.renderer.poses[WARM_UP:], still.renderer.poses[WARM_UP:]
@@ -141,8 +141,8 @@ def test_the_head_idles_in_silence_with_audio2pose_and_stays_still_without(synth
     assert still_poses == [None] * 20  # no checkpoint: the source's own pose on every frame
 
 
-def test_a_slow_renderer_drops_frames_evenly_and_keeps_the_sample_clock(synthetic_ckpts, speech):
-    session = stub_session(synthetic_ckpts, cost=0.1)  # 100 ms a frame: 10 of every 25 frames fit
+def test_a_slow_renderer_drops_frames_evenly_and_keeps_the_sample_clock(narrow_ckpts, speech):
+    session = stub_session(narrow_ckpts, cost=0.1)  # 100 ms a frame: 10 of every 25 frames fit
     frames = stream(session, speech, 800)
     indices = np.array([f.index for f in frames])
     assert indices[0] == 0 and set(np.diff(indices)) <= {2, 3}
@@ -171,11 +171,11 @@ def test_the_pacer_pays_for_all_compute_and_catches_up_after_a_stall():
     assert 28 <= pacer.rendered <= 32  # (10 s - 5 s audio side - 2 s stall) / 100 ms
 
 
-def test_frames_equal_the_offline_render(synthetic_ckpts, lip_pose_generator, speech, offline_lip):
+def test_frames_equal_the_offline_render(narrow_ckpts, narrow_lip_pose_generator, speech, offline_lip):
     source = read_image(MEDIA / "identity_source.jpg")
-    session = LiveSession(source, pipeline_options(synthetic_ckpts), clock=FakeClock())  # no time passes: no drops
+    session = LiveSession(source, pipeline_options(narrow_ckpts), clock=FakeClock())  # no time passes: no drops
     frames = stream(session, speech[: 12 * FRAME_SAMPLES], 1600)[:8]  # frame 7 reads audio up to frame 11
-    renderer = TorchGenerator(lip_pose_generator, LIP_POSE, torch.device("cpu"), torch.float32)
+    renderer = TorchGenerator(narrow_lip_pose_generator, LIP_POSE, torch.device("cpu"), torch.float32)
     expected = renderer.animate(
         renderer.encode_source(whole_frame(source, "source")[0][None]), offline_lip[:8], None, None
     )
@@ -184,8 +184,8 @@ def test_frames_equal_the_offline_render(synthetic_ckpts, lip_pose_generator, sp
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # uint8 rounding of fp32 noise
 
 
-def test_input_errors_are_one_line(synthetic_ckpts, speech):
-    session = stub_session(synthetic_ckpts)
+def test_input_errors_are_one_line(narrow_ckpts, speech):
+    session = stub_session(narrow_ckpts)
     with pytest.raises(AudioError, match="mono float"):
         session.push(np.zeros((10, 2), np.float32))
     session.push(speech[:1000], 16000)
@@ -193,21 +193,21 @@ def test_input_errors_are_one_line(synthetic_ckpts, speech):
         session.push(speech[:1000], 48000)
 
 
-def test_other_sample_rates_are_resampled_as_they_arrive(synthetic_ckpts, speech, offline_lip):
+def test_other_sample_rates_are_resampled_as_they_arrive(narrow_ckpts, speech, offline_lip):
     import librosa
 
     fast = librosa.resample(speech, orig_sr=16000, target_sr=48000, res_type="soxr_hq")
-    frames = stream(stub_session(synthetic_ckpts), fast, 4800, 48000)
+    frames = stream(stub_session(narrow_ckpts), fast, 4800, 48000)
     assert len(frames) == FRAMES
     lip = np.stack([f.lip for f in frames])
     assert np.abs(lip - offline_lip.numpy()).mean() < 0.05 * offline_lip.numpy().std()
 
 
-def test_the_benchmark_writes_every_figure_the_issue_names(synthetic_ckpts, tmp_path):
+def test_the_benchmark_writes_every_figure_the_issue_names(narrow_ckpts, tmp_path):
     """benchmarks/bench_live.py streams 1 s of speech in real time (a slow CPU drops frames, which
     is what the figures report) and writes the figures as JSON."""
     out = tmp_path / "live.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_live.py"), "--ckpt_dir", str(synthetic_ckpts)]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_live.py"), "--ckpt_dir", str(narrow_ckpts)]
     cmd += ["--device", "cpu", "--backend", "torch", "--seconds", "1", "--json", str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -57,14 +57,14 @@ def browser(microphone):
 
 
 @pytest.fixture(scope="module")
-def url(synthetic_ckpts, tmp_path_factory):
+def url(narrow_ckpts, tmp_path_factory):
     """A web UI page with only the Live tab, its live routes on the same server; its URL."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
         with gr.Blocks() as demo, gr.Tabs():
             live_tab()
         demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
-        options = PipelineOptions(ckpt_dir=synthetic_ckpts, model=LIP_POSE, device="cpu", precision="fp32", crop=False)
+        options = PipelineOptions(ckpt_dir=narrow_ckpts, model=LIP_POSE, device="cpu", precision="fp32", crop=False)
         add_webrtc_routes(demo.app, LiveService(options))
         try:
             yield demo.local_url

@@ -18,9 +18,9 @@ from .conftest import MEDIA
 
 
 @pytest.fixture(scope="module")
-def client(synthetic_ckpts):
+def client(narrow_ckpts):
     app = FastAPI()
-    options = PipelineOptions(ckpt_dir=synthetic_ckpts, model=LIP_POSE, device="cpu", precision="fp32", crop=False)
+    options = PipelineOptions(ckpt_dir=narrow_ckpts, model=LIP_POSE, device="cpu", precision="fp32", crop=False)
     add_live_route(app, LiveService(options))
     return TestClient(app)
 

@@ -26,9 +26,9 @@ def drain(queue: asyncio.Queue) -> list:
     return [queue.get_nowait() for _ in range(queue.qsize())]
 
 
-def test_the_relay_sends_the_voice_in_step_with_the_frames(synthetic_ckpts, speech):  # noqa: F811
+def test_the_relay_sends_the_voice_in_step_with_the_frames(narrow_ckpts, speech):  # noqa: F811
     clock = FakeClock()
-    relay = LiveRelay(stub_session(synthetic_ckpts, clock=clock), clock)
+    relay = LiveRelay(stub_session(narrow_ckpts, clock=clock), clock)
     mic = np.repeat(speech[: 10 * FRAME_SAMPLES], RATE // 16000)
     reached = []
 
@@ -73,8 +73,8 @@ class StereoMicrophone:
         return frame
 
 
-def test_the_relay_runs_a_microphone_track_to_its_end(synthetic_ckpts, speech):  # noqa: F811
-    relay = LiveRelay(stub_session(synthetic_ckpts))
+def test_the_relay_runs_a_microphone_track_to_its_end(narrow_ckpts, speech):  # noqa: F811
+    relay = LiveRelay(stub_session(narrow_ckpts))
     mic = np.repeat(speech[: 10 * FRAME_SAMPLES], RATE // 16000)
     asyncio.run(relay.consume(StereoMicrophone(mic)))
     video, audio = drain(relay.video.queue), drain(relay.audio.queue)
@@ -85,9 +85,9 @@ def test_the_relay_runs_a_microphone_track_to_its_end(synthetic_ckpts, speech): 
 
 
 @pytest.fixture(scope="module")
-def client(synthetic_ckpts):
+def client(narrow_ckpts):
     app = FastAPI()
-    add_webrtc_routes(app, LiveService(pipeline_options(synthetic_ckpts)))
+    add_webrtc_routes(app, LiveService(pipeline_options(narrow_ckpts)))
     return TestClient(app)
 
 

@@ -48,13 +48,13 @@ def one_error_line(capsys) -> str:
 
 
 @pytest.fixture(scope="module")
-def weights_elsewhere(tmp_path_factory, synthetic_ckpts):
+def weights_elsewhere(tmp_path_factory, narrow_ckpts):
     """(a --ckpt_dir holding only the predefined emotions, a folder with the three checkpoints)."""
     only_emotions = tmp_path_factory.mktemp("only_emotions")
     make_expression_folder(only_emotions / "predefined_exp_weights")
     models = tmp_path_factory.mktemp("models")
     for name in edtalk.CHECKPOINTS:
-        (models / name).symlink_to(synthetic_ckpts / name)
+        (models / name).symlink_to(narrow_ckpts / name)
     return only_emotions, models
 
 
@@ -319,11 +319,11 @@ def test_missing_checkpoint_names_the_folder_used(tmp_path, capsys):
     assert "put it in ckpts/" not in line
 
 
-def test_missing_expression_weights_name_the_folder_used(tmp_path, capsys, synthetic_ckpts):
+def test_missing_expression_weights_name_the_folder_used(tmp_path, capsys, narrow_ckpts):
     folder = tmp_path / "only_models"
     folder.mkdir()
     for name in ("EDTalk.pt", "Audio2Lip.pt"):
-        (folder / name).symlink_to(synthetic_ckpts / name)
+        (folder / name).symlink_to(narrow_ckpts / name)
     argv = ["--source_path", str(SOURCE), "--audio_driving_path", str(SPEECH), "--no_crop", "--quiet"]
     code = demo("demo_EDTalk_A_using_predefined_exp_weights").main(
         [*argv, "--ckpt_dir", str(folder), "--save_path", str(tmp_path / "out.mp4")]
@@ -340,14 +340,14 @@ def test_the_default_folder_needs_no_ckpt_dir_flag():
 
 
 @pytest.mark.parametrize("name, keep", [("EDTalk_lip_pose.pt", 1 << 20), ("Audio2Lip.pt", None), ("EDTalk.pt", 0)])
-def test_truncated_checkpoint_says_re_download(tmp_path, capsys, synthetic_ckpts, name, keep):
+def test_truncated_checkpoint_says_re_download(tmp_path, capsys, narrow_ckpts, name, keep):
     """A cut download (the first MB, half the file, nothing) is named, without torch's own text."""
     folder = tmp_path / "ckpts"
     folder.mkdir()
     for other in edtalk.CHECKPOINTS:
-        (folder / other).symlink_to(synthetic_ckpts / other)
+        (folder / other).symlink_to(narrow_ckpts / other)
     (folder / name).unlink()
-    data = (synthetic_ckpts / name).read_bytes()
+    data = (narrow_ckpts / name).read_bytes()
     (folder / name).write_bytes(data[: len(data) // 2 if keep is None else keep])
     script = "demo_EDTalk_A" if name == "EDTalk.pt" else "demo_lip_pose"
     argv = ["--source_path", str(SOURCE), "--audio_driving_path", str(SPEECH), "--no_crop", "--quiet"]

@@ -331,12 +331,12 @@ def pose_checkpoint(path, fingerprint):
     return path
 
 
-def test_a_pose_model_of_another_generator_is_warned_about_once(tmp_path, synthetic_ckpts, caplog):
+def test_a_pose_model_of_another_generator_is_warned_about_once(tmp_path, narrow_ckpts, caplog):
     from edtalk.pipeline import TalkingHeadPipeline
 
     def render_twice(fingerprint):
         ckpt = pose_checkpoint(tmp_path / f"{fingerprint}.pt", fingerprint)
-        pipe = TalkingHeadPipeline(synthetic_ckpts, "lip_pose", "cpu", crop=False, progress=False, audio2pose_path=ckpt)
+        pipe = TalkingHeadPipeline(narrow_ckpts, "lip_pose", "cpu", crop=False, progress=False, audio2pose_path=ckpt)
         caplog.clear()
         for _ in range(2):
             with caplog.at_level(logging.INFO), pipe.render(SOURCE, audio=SPEECH) as result:
