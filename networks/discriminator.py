@@ -13,9 +13,9 @@ from .layers import ConvLayer, EqualLinear
 
 
 class Discriminator(nn.Module):
-    def __init__(self, size: int = 256, stddev_group: int = 4):
+    def __init__(self, size: int = 256, stddev_group: int = 4, divisor: int = 1):
         super().__init__()
-        convs, in_ch = residual_tower(size)
+        convs, in_ch = residual_tower(size, divisor)
         self.convs = nn.Sequential(*convs)
         self.stddev_group = stddev_group
         self.final_conv = ConvLayer(in_ch + 1, in_ch, 3)
@@ -25,7 +25,7 @@ class Discriminator(nn.Module):
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        out = self.convs(images)  # (B, 512, 4, 4)
+        out = self.convs(images)  # (B, 512 / divisor, 4, 4)
         b, c, h, w = out.shape
         # Minibatch standard deviation: one extra channel telling how varied the group is.
         group = min(b, self.stddev_group)

@@ -101,6 +101,13 @@ def lip_pose_generator(synthetic_ckpts):
 
 
 @pytest.fixture(scope="session")
+def narrow_full_generator(narrow_ckpts):
+    import edtalk
+
+    return edtalk.load_generator(narrow_ckpts / "EDTalk.pt")
+
+
+@pytest.fixture(scope="session")
 def narrow_lip_pose_generator(narrow_ckpts):
     import edtalk
 

@@ -84,7 +84,9 @@ def test_lip_pose_no_crop_matches_the_generator(tmp_path, ckpt_dir, narrow_lip_p
 
     lip = audio2lip.predict(torch.from_numpy(edtalk.audio.mel_windows(SPEECH)))
     pose = to_tensor(np.stack([f for _, f in zip(range(12), iter_frames(POSE))]), torch.device("cpu"))
-    expected = to_uint8(narrow_lip_pose_generator.animate(to_tensor(read_image(SOURCE)[None], torch.device("cpu")), lip, pose))
+    expected = to_uint8(
+        narrow_lip_pose_generator.animate(to_tensor(read_image(SOURCE)[None], torch.device("cpu")), lip, pose)
+    )
     decoded = np.stack(list(iter_frames(out, fps=None)))
     mse = np.mean((decoded.astype(float) - expected) ** 2)
     psnr = 10 * np.log10(255**2 / mse)

@@ -129,9 +129,7 @@ def test_the_head_idles_in_silence_with_audio2pose_and_stays_still_without(narro
     clip = np.concatenate([speech[: 4 * FRAME_SAMPLES], np.zeros(16 * FRAME_SAMPLES, np.float32)])
     pose_ckpt = pipeline_options(narrow_ckpts, audio2pose_path=tmp_path / "Audio2Pose.pt")
     idle = stub_session(narrow_ckpts, pipeline=pose_ckpt)
-    still = stub_session(
-        narrow_ckpts, pipeline=pipeline_options(narrow_ckpts, audio2pose_path=tmp_path / "no.pt")
-    )
+    still = stub_session(narrow_ckpts, pipeline=pipeline_options(narrow_ckpts, audio2pose_path=tmp_path / "no.pt"))
     stream(idle, clip, 800), stream(still, clip, 800)
     idle_poses, still_poses = idle.renderer.poses[WARM_UP:], still.renderer.poses[WARM_UP:]
     assert len(idle_poses) == len(still_poses) == 20

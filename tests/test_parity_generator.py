@@ -127,8 +127,8 @@ def test_coefficient_and_frame_drivers_agree(full_generator, ref_a):
     assert_close(by_coefs, by_frames, ATOL_OUT)
 
 
-def test_batched_equals_per_frame_and_source_reuse(full_generator, ref_a):
-    gen = full_generator
+def test_batched_equals_per_frame_and_source_reuse(narrow_full_generator, ref_a):
+    gen = narrow_full_generator
     src = gen.encode_source(ref_a["source"])
     exp_weight = torch.linspace(-1, 1, 10, device=DEVICE)[None]  # (1, 10) broadcast over the batch
     batched = gen.animate(src, ref_a["lip_coef"], ref_a["pose_frames"], exp_weight)
@@ -232,19 +232,20 @@ def test_basis_is_cached_at_inference_and_follows_weight_changes():
         torch.testing.assert_close(q3.detach(), q2)
 
 
-def test_cached_layer_weights_follow_loaded_and_optimised_weights(lip_pose_generator, ref_v):
+def test_cached_layer_weights_follow_loaded_and_optimised_weights(narrow_lip_pose_generator, ref_v):
     """Inference caches scaled weights; a state-dict load or an optimiser step must not leave them stale."""
-    from networks import LIP_POSE, Generator
+    from networks import Generator
 
-    gen = Generator(LIP_POSE).to(DEVICE).eval()
+    loaded = narrow_lip_pose_generator
+    gen = Generator(loaded.config).to(DEVICE).eval()
     source, lip = ref_v["source"], ref_v["lip_frames"][:1]
     gen.animate(source, lip)  # fills the caches with the random initial weights
-    gen.load_state_dict(lip_pose_generator.state_dict())
-    assert_close(gen.animate(source, lip), lip_pose_generator.animate(source, lip), 0.0)
+    gen.load_state_dict(loaded.state_dict())
+    assert_close(gen.animate(source, lip), loaded.animate(source, lip), 0.0)
     with torch.enable_grad():
         optim = torch.optim.SGD(gen.parameters(), lr=0.1)
         gen(source, lip).mean().backward()
         optim.step()
-    fresh = Generator(LIP_POSE).to(DEVICE).eval()
+    fresh = Generator(loaded.config).to(DEVICE).eval()
     fresh.load_state_dict(gen.state_dict())
     assert_close(gen.animate(source, lip), fresh.animate(source, lip), 0.0)

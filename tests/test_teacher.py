@@ -48,8 +48,8 @@ def small_set(tmp_path):
     return write_set(tmp_path / "set", clips)
 
 
-def test_cache_equals_the_generator_coefficients_and_is_computed_once(small_set, synthetic_ckpts, monkeypatch):
-    ckpt = synthetic_ckpts / "EDTalk.pt"
+def test_cache_equals_the_generator_coefficients_and_is_computed_once(small_set, narrow_ckpts, monkeypatch):
+    ckpt = narrow_ckpts / "EDTalk.pt"
     encoded = []
     real_encode = Generator.encode
     monkeypatch.setattr(Generator, "encode", lambda self, x: encoded.append(len(x)) or real_encode(self, x))
@@ -76,12 +76,12 @@ def test_cache_equals_the_generator_coefficients_and_is_computed_once(small_set,
         np.testing.assert_array_equal(again[name]["exp"], first[name]["exp"])
 
     # another generator file gets its own cache; the lip-pose teacher has no expression part
-    lip_pose = teacher.load_or_compute(small_set, synthetic_ckpts / "EDTalk_lip_pose.pt", torch.device("cpu"))
+    lip_pose = teacher.load_or_compute(small_set, narrow_ckpts / "EDTalk_lip_pose.pt", torch.device("cpu"))
     assert lip_pose.path != first.path and lip_pose.parts == ("lip", "pose")
 
 
-def test_a_set_that_gains_clips_gets_only_those_encoded(small_set, synthetic_ckpts, monkeypatch):
-    ckpt = synthetic_ckpts / "EDTalk_lip_pose.pt"
+def test_a_set_that_gains_clips_gets_only_those_encoded(small_set, narrow_ckpts, monkeypatch):
+    ckpt = narrow_ckpts / "EDTalk_lip_pose.pt"
     old = teacher.load_or_compute(small_set, ckpt, torch.device("cpu"))
     rng = np.random.default_rng(1)
     write_set(small_set, {"M005#angry#level_3#003": (random_frames(rng, 1), None)})  # appended to the same lmdb
@@ -111,8 +111,8 @@ def test_emotion_labels_from_mead_names():
     assert teacher.emotion_label("sadness_interview") == -1  # a word, not a MEAD field
 
 
-def test_coefficient_windows_line_up_with_the_teacher(small_set, synthetic_ckpts):
-    coefs = teacher.load_or_compute(small_set, synthetic_ckpts / "EDTalk_lip_pose.pt", torch.device("cpu"))
+def test_coefficient_windows_line_up_with_the_teacher(small_set, narrow_ckpts):
+    coefs = teacher.load_or_compute(small_set, narrow_ckpts / "EDTalk_lip_pose.pt", torch.device("cpu"))
     data = teacher.CoefficientWindowDataset(small_set, "train", coefs, window=2, seed=3)
     assert len(data) == 2
     reader = LmdbReader(small_set / "lmdb")
@@ -127,8 +127,8 @@ def test_coefficient_windows_line_up_with_the_teacher(small_set, synthetic_ckpts
     assert len(teacher.CoefficientWindowDataset(small_set, "train", coefs, window=3)) == 1  # the 2-frame clip is out
 
 
-def test_a_changed_clip_or_an_old_cache_format_is_encoded_again(small_set, synthetic_ckpts, monkeypatch):
-    ckpt = synthetic_ckpts / "EDTalk_lip_pose.pt"
+def test_a_changed_clip_or_an_old_cache_format_is_encoded_again(small_set, narrow_ckpts, monkeypatch):
+    ckpt = narrow_ckpts / "EDTalk_lip_pose.pt"
     old = teacher.load_or_compute(small_set, ckpt, torch.device("cpu"))
     changed = "W011#sad#level_1#002"
     frames = random_frames(np.random.default_rng(7), 2)  # the same name and length, other pictures
@@ -192,12 +192,12 @@ def test_the_pose_style_never_sees_the_predicted_frames(tmp_path):
     assert torch.equal(whole[0]["style"], torch.zeros(13))  # nothing outside a whole-clip window: no style
 
 
-def test_motion_checkpoints_record_the_teachers_fingerprint(synthetic_ckpts):
+def test_motion_checkpoints_record_the_teachers_fingerprint(narrow_ckpts):
     from edtalk.motion_template import fingerprint
     from networks.audio2pose import Audio2Pose
     from train.motion_stages import Audio2PoseStage
 
-    full, lip_pose = synthetic_ckpts / "EDTalk.pt", synthetic_ckpts / "EDTalk_lip_pose.pt"
+    full, lip_pose = narrow_ckpts / "EDTalk.pt", narrow_ckpts / "EDTalk_lip_pose.pt"
     import edtalk
 
     gen = edtalk.load_generator(full)

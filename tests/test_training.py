@@ -44,17 +44,17 @@ def script(name, *args, nproc=1):
 
 
 COMMON = ["--split", "all", "--val_split", "one", "--workers", "0", "--log_every", "1", "--save_every", "1"]
+NARROW = ["--channel_divisor", "8"]  # the narrow test generators (tests/conftest.py)
 
 
-def test_e_g_under_torchrun_then_resume_and_render(data, tmp_path, synthetic_ckpts):
+def test_e_g_under_torchrun_then_resume_and_render(data, tmp_path, narrow_ckpts):
     run = tmp_path / "eg"
-    cmd, env = script("train_E_G", "--data", data, "--run_dir", run, "--steps", 1, "--batch_size", 1, *COMMON, nproc=2)
+    args = ["--data", data, "--run_dir", run, "--batch_size", 1, *COMMON, *NARROW]
+    cmd, env = script("train_E_G", *args, "--steps", 1, nproc=2)
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=600)
     assert (run / "checkpoints" / "000001.pt").exists() and (run / "config.yaml").exists()
     assert (run / "samples" / "000001.png").exists()
-    cmd, env = script(
-        "train_E_G", "--data", data, "--run_dir", run, "--steps", 2, "--batch_size", 1, "--resume", "auto", *COMMON
-    )
+    cmd, env = script("train_E_G", *args, "--steps", 2, "--resume", "auto")
     result = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, timeout=600)
     assert "resumed from" in result.stderr and "at step 1" in result.stderr
     state = torch.load(run / "checkpoints" / "000002.pt", weights_only=True)
@@ -65,7 +65,7 @@ def test_e_g_under_torchrun_then_resume_and_render(data, tmp_path, synthetic_ckp
     out = tmp_path / "trained.mp4"
     args = ["--source_path", MEDIA / "identity_source.jpg", "--no_crop", "--quiet"]
     args += ["--audio_driving_path", MEDIA / "speech_16k_e2e.wav"]
-    args += ["--ckpt_dir", synthetic_ckpts, "--generator_ckpt", run / "checkpoints" / "000002.pt", "--save_path", out]
+    args += ["--ckpt_dir", narrow_ckpts, "--generator_ckpt", run / "checkpoints" / "000002.pt", "--save_path", out]
     assert demo_lip_pose.main(list(map(str, args))) == 0
     assert out.exists()
 
@@ -94,7 +94,7 @@ STAGE_CASES = {
 
 
 @pytest.mark.parametrize("name", list(STAGE_CASES))
-def test_other_stages_under_torchrun_train_only_their_parameters(data, tmp_path, synthetic_ckpts, name):
+def test_other_stages_under_torchrun_train_only_their_parameters(data, tmp_path, narrow_ckpts, name):
     """One step in one process (DDP under torchrun is covered by the E_G test above and
     tests/test_distributed_training.py): frozen parameters untouched, trained ones moved, validation
     metrics logged, and the checkpoint loads for inference."""
@@ -102,9 +102,9 @@ def test_other_stages_under_torchrun_train_only_their_parameters(data, tmp_path,
     from train.stages import STAGES
 
     extra, entry, frozen, trained = STAGE_CASES[name]
-    files = {"LIP_POSE": synthetic_ckpts / "EDTalk_lip_pose.pt", "AUDIO2LIP": synthetic_ckpts / "Audio2Lip.pt"}
+    files = {"LIP_POSE": narrow_ckpts / "EDTalk_lip_pose.pt", "AUDIO2LIP": narrow_ckpts / "Audio2Lip.pt"}
     run = tmp_path / name
-    args = ["--data", data, "--run_dir", run, "--steps", 1, "--batch_size", 1, *COMMON]
+    args = ["--data", data, "--run_dir", run, "--steps", 1, "--batch_size", 1, *COMMON, *NARROW]
     args = [str(files.get(str(arg), arg)) for arg in args + extra]
     cmd, env = script(f"train_{name}", *args)
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
@@ -128,12 +128,14 @@ def test_other_stages_under_torchrun_train_only_their_parameters(data, tmp_path,
 def test_overfitting_one_pair_lowers_the_loss(data):
     """Six steps on one pair lower the reconstruction loss by more than 15 %. The encoder is frozen to
     halve the step time (its gradients are checked by the stage tests above)."""
+    from dataclasses import replace
+
     from networks import LIP_POSE, Generator
     from train.datasets import PairDataset
 
     torch.manual_seed(0)
     stage = EncoderGeneratorStage()
-    gen = Generator(LIP_POSE)
+    gen = Generator(replace(LIP_POSE, channel_divisor=int(NARROW[1])))
     gen.enc.requires_grad_(False)
     batch = next(iter(torch.utils.data.DataLoader(PairDataset(data, "all", seed=0), batch_size=1)))
     optim = torch.optim.Adam(gen.dec.parameters(), lr=1e-2)

@@ -56,6 +56,10 @@ class ImageConfig(TrainConfig):
     """Stages whose losses compare images (L1 and the VGG19 perceptual loss)."""
 
     vgg_weights: str = option("", "torchvision vgg19 state dict for the perceptual loss (random features if empty)")
+    channel_divisor: int = option(
+        1,
+        "divide every generator and discriminator width by N (1: the official networks; 2, 4, 8: smaller, faster)",
+    )
 
 
 @dataclass

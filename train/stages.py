@@ -4,13 +4,14 @@ Each stage follows the contract of `stage.py` (`Stage`, or `AdversarialStage` fo
 """
 
 import logging
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from edtalk.checkpoints import strip_prefixes
-from networks import EDTALK, LIP_POSE, Audio2Lip, Generator
+from networks import EDTALK, LIP_POSE, Audio2Lip, Generator, GeneratorConfig
 from networks.discriminator import Discriminator
 from networks.lipsync_expert import SyncNet, crop_boxes, lower_halves
 
@@ -32,6 +33,11 @@ def perceptual_loss(cfg: ImageConfig) -> VGGLoss:
     else:
         log.warning("no --vgg_weights given: the perceptual loss uses a randomly initialised VGG19")
     return VGGLoss(vgg)
+
+
+def networks_of_width(layout: GeneratorConfig, cfg: ImageConfig) -> tuple[Generator, Discriminator]:
+    """A generator of `layout` and a discriminator, both with every width divided by --channel_divisor."""
+    return Generator(replace(layout, channel_divisor=cfg.channel_divisor)), Discriminator(divisor=cfg.channel_divisor)
 
 
 def init_generator(gen: Generator, path: str, allow_missing_expression: bool = False, allow_lia: bool = True) -> dict:
@@ -60,7 +66,9 @@ def init_generator(gen: Generator, path: str, allow_missing_expression: bool = F
     try:
         result = gen.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shapes differ
-        raise SystemExit(f"{path} does not fit this generator: {_last_line(exc)}") from None
+        raise SystemExit(
+            f"{path} does not fit this generator (another --channel_divisor?): {_last_line(exc)}"
+        ) from None
     missing = [
         k
         for k in result.missing_keys
@@ -112,7 +120,7 @@ class GeneratorStage(AdversarialStage):
     def build(self, cfg: ImageConfig, device: torch.device) -> dict[str, nn.Module]:
         """Generator and discriminator, from `--init` when given: its 'gen' (a lip-pose checkpoint
         may seed the full generator; LIA's vox.pt the shared parts) and its 'dis' when present."""
-        gen, dis = Generator(self.layout), Discriminator()
+        gen, dis = networks_of_width(self.layout, cfg)
         if cfg.init:
             if gen.has_expression:
                 # Kept when --init has no expression parts: the full generator then starts by
@@ -306,7 +314,7 @@ class Audio2MouthStage(Stage):
     def build(self, cfg: Audio2MouthConfig, device: torch.device) -> dict[str, nn.Module]:
         if not cfg.generator:
             raise SystemExit("--generator is required: the trained lip-pose checkpoint (teacher and renderer)")
-        gen = Generator(LIP_POSE)
+        gen, dis = networks_of_width(LIP_POSE, cfg)
         checkpoint = init_generator(gen, cfg.generator, allow_lia=False)
         gen.requires_grad_(False).eval()
         a2l = Audio2Lip()
@@ -323,7 +331,6 @@ class Audio2MouthStage(Stage):
         if cfg.init:
             a2l.load_state_dict(strip_prefixes(load(cfg.init)["audio2lip"]))
         models = {"audio2lip": a2l, "gen": gen, "vgg": perceptual_loss(cfg)}
-        dis = Discriminator()
         if load_discriminator(dis, checkpoint, cfg.generator):
             models["dis"] = dis.requires_grad_(False).eval()
         else:
