@@ -165,6 +165,18 @@ def test_an_init_without_dis_warns_that_the_discriminator_starts_afresh(syntheti
     assert "has no 'dis' entry" in caplog.text
 
 
+def test_an_init_of_another_width_is_a_one_line_error_and_its_own_width_loads(narrow_ckpts):
+    narrow = narrow_ckpts / "EDTalk_lip_pose.pt"
+    with pytest.raises(SystemExit) as excinfo:
+        stages.FineTuneStage().build(config(init=str(narrow)), CPU)
+    assert "--channel_divisor" in one_line_exit(excinfo, narrow)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stages, "perceptual_loss", lambda cfg: NoPerceptual())
+        models = stages.FineTuneStage().build(config(init=str(narrow), channel_divisor=8), CPU)
+    assert models["gen"].config.channel_divisor == 8
+    assert models["dis"].convs[0][0].weight.shape[0] == 64 // 8
+
+
 # ---- expression stage starts from the lip-pose generator's output ----------------------------------
 
 
