@@ -27,7 +27,7 @@ from edtalk.torch_backend import TorchGenerator
 from networks.generator import SourceEncoding
 
 from .conftest import ROOT, load_fixture
-from .test_demos import ckpt_dir, first_frames_clip  # noqa: F401  (fixture)
+from .test_demos import first_frames_clip
 from .test_parity_generator import ATOL_INTERMEDIATE, ATOL_OUT, assert_close, check_source_encoding
 from .test_precision import psnr
 
@@ -158,7 +158,7 @@ def test_auto_picks_openvino_on_the_cpu_unless_told_otherwise(monkeypatch):
 
 def test_the_demo_renders_with_openvino_by_default_and_says_so(
     ov_lip_pose,
-    ckpt_dir,  # noqa: F811
+    synthetic_ckpts,
     tmp_path,
     monkeypatch,
     capsys,
@@ -166,13 +166,14 @@ def test_the_demo_renders_with_openvino_by_default_and_says_so(
 ):
     """demo_lip_pose.py without --backend on the CPU renders with OpenVINO (3 frames at batch 2: the
     last one padded), its models read from the cache that the fixture filled (nothing exported),
-    and its last line names the backend and the precision."""
+    and its last line names the backend and the precision. The weights are the fixture's, the
+    official-size ones."""
     monkeypatch.delenv(ENVIRONMENT, raising=False)
     monkeypatch.setattr(ov_backend, "default_cache_dir", lambda: CACHE)
     caplog.set_level(logging.INFO, logger="edtalk")
     clip, out = first_frames_clip(tmp_path, 3), tmp_path / "out.mp4"
     argv = ["--lip_driving_path", clip, "--no_crop", "--device", "cpu", "--batch_size", BATCH]
-    assert demo_lip_pose.main([*map(str, argv), "--ckpt_dir", str(ckpt_dir), "--save_path", str(out)]) == 0
+    assert demo_lip_pose.main([*map(str, argv), "--ckpt_dir", str(synthetic_ckpts), "--save_path", str(out)]) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith(f"wrote {out}: 3 frames, 0.12 s, 256x256, 25 fps")
     assert "exporting" not in caplog.text
