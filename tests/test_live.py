@@ -214,3 +214,20 @@ def test_the_benchmark_writes_every_figure_the_issue_names(narrow_ckpts, tmp_pat
     assert 0 < figures["fps"] <= FRAMES and figures["max_drift_ms"] >= 0
     assert 0 < figures["latency_p50_ms"] <= figures["latency_p95_ms"]
     assert figures["backend"] == "torch" and figures["device"] == "cpu"
+
+
+def test_the_streaming_mel_runs_numpys_blas_on_one_thread(speech, monkeypatch):
+    """numpy's BLAS threads would busy-wait on the cores torch renders on (edtalk/live/features.py)."""
+    from threadpoolctl import threadpool_info
+
+    from edtalk.live import features
+
+    def blas_threads():
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    seen, compute = [], features.audio_io.mel_frames
+    monkeypatch.setattr(features.audio_io, "mel_frames", lambda *a: seen.append(blas_threads()) or compute(*a))
+    before = blas_threads()
+    windows, _ = features.StreamingMel().push(speech)
+    assert len(windows) > 0 and seen == [{1}]
+    assert blas_threads() == before

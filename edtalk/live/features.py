@@ -13,9 +13,16 @@ samples), whatever the chunking. In the low-latency mode (look-ahead 0) frame i 
 soon as its own span has arrived: mel frames that would need later samples are replaced by the
 last complete one (what the offline windows do at a clip's end), so each window depends only on
 audio up to the end of its frame, again whatever the chunking.
+
+The mel product runs in numpy's BLAS (OpenBLAS), which starts its own threads for all but the
+smallest products; those threads then busy-wait for more work while torch's threads render the
+frames, on the same cores. Called every few frames, as a live stream does, that halved the
+network speed on 2 cores (measured: the narrow test generator, 6.3 against 14.5 frames/s).
+So the streaming mel limits numpy's BLAS to one thread while it runs (threadpoolctl).
 """
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from .. import audio as audio_io
 
@@ -96,6 +103,7 @@ class StreamingMel:
         self.lookahead = lookahead
         self.buffer = SampleBuffer()
         self.next_frame = 0  # the first frame whose window has not been returned
+        self.blas = ThreadpoolController().select(user_api="blas")  # see the module docstring
 
     def push(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Add 16 kHz samples; -> (windows (n, 1, 80, 16) float32, peak RMS (n,) of the audio each reads)."""
@@ -118,7 +126,8 @@ class StreamingMel:
             return np.zeros((0, 1, CFG.num_mels, CFG.window_frames), np.float32), np.zeros(0)
         idx = np.stack([window_mels(i, self.lookahead, num_mel) for i in range(first, first + count)])
         lo, hi = int(idx.min()), int(idx.max()) + 1
-        mel = audio_io.mel_frames(self.buffer, lo, hi, CFG)
+        with self.blas.limit(limits=1):
+            mel = audio_io.mel_frames(self.buffer, lo, hi, CFG)
         windows = np.ascontiguousarray(mel[idx - lo].transpose(0, 2, 1)[:, None].astype(np.float32))
         loudness = np.array([self._rms(row) for row in idx])
         self.next_frame += count
