@@ -86,32 +86,30 @@ def syncnet_ckpt() -> Path:
     return made_once(SYNCNET_CACHE, h.hexdigest()[:16], write_weights) / FILENAME
 
 
-@pytest.fixture(scope="session")
-def full_generator(synthetic_ckpts):
+def _generator(path: Path):
     import edtalk
 
-    return edtalk.load_generator(synthetic_ckpts / "EDTalk.pt")
+    return edtalk.load_generator(path)
+
+
+@pytest.fixture(scope="session")
+def full_generator(synthetic_ckpts):
+    return _generator(synthetic_ckpts / "EDTalk.pt")
 
 
 @pytest.fixture(scope="session")
 def lip_pose_generator(synthetic_ckpts):
-    import edtalk
-
-    return edtalk.load_generator(synthetic_ckpts / "EDTalk_lip_pose.pt")
+    return _generator(synthetic_ckpts / "EDTalk_lip_pose.pt")
 
 
 @pytest.fixture(scope="session")
 def narrow_full_generator(narrow_ckpts):
-    import edtalk
-
-    return edtalk.load_generator(narrow_ckpts / "EDTalk.pt")
+    return _generator(narrow_ckpts / "EDTalk.pt")
 
 
 @pytest.fixture(scope="session")
 def narrow_lip_pose_generator(narrow_ckpts):
-    import edtalk
-
-    return edtalk.load_generator(narrow_ckpts / "EDTalk_lip_pose.pt")
+    return _generator(narrow_ckpts / "EDTalk_lip_pose.pt")
 
 
 @pytest.fixture(scope="session")

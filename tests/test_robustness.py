@@ -205,9 +205,9 @@ def test_every_long_step_shows_progress(tmp_path, ckpt_dir, capsys):  # noqa: F8
 def test_a_symlinked_emotion_folder_is_ignored_by_git(tmp_path):
     """ckpts/predefined_exp_weights is often a link to a shared folder: git must not list it as untracked."""
     (tmp_path / "ckpts").mkdir()
-    (tmp_path / "shared").mkdir()
+    (tmp_path / "team_folder").mkdir()
     (tmp_path / ".gitignore").write_text((ROOT / ".gitignore").read_text())
-    (tmp_path / "ckpts" / "predefined_exp_weights").symlink_to(tmp_path / "shared", target_is_directory=True)
+    (tmp_path / "ckpts" / "predefined_exp_weights").symlink_to(tmp_path / "team_folder", target_is_directory=True)
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     status = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=all"], cwd=tmp_path, capture_output=True, text=True
